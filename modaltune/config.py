@@ -1,0 +1,104 @@
+"""Load and validate the workflow configuration.
+
+The schema is one JSON-Schema file per top-level section in ``modaltune/schema/<section>.yaml``, so each
+stage owns the keys it reads. :func:`validate` fills defaults in place and raises :class:`ConfigError`
+with a single line that names the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or of the wrong type."""
+
+
+def schema() -> dict[str, Any]:
+    """The full config schema, assembled from the per-section files."""
+    sections = {}
+    for entry in sorted(resources.files("modaltune.schema").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            sections[entry.name.removesuffix(".yaml")] = yaml.safe_load(entry.read_text())
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": sections,
+    }
+
+
+def _with_defaults(validator_class):
+    """A validator that also fills ``default`` values, including those of defaulted sub-objects."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = _copy(subschema["default"])
+                elif subschema.get("type") == "object" and name not in instance and "properties" in subschema:
+                    instance[name] = {}
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _copy(value):
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def validate(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults) and return it."""
+    error = jsonschema.exceptions.best_match(_Validator(schema()).iter_errors(config))
+    if error is not None:
+        raise ConfigError(_one_line(error))
+    return config
+
+
+def _one_line(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unexpected = sorted(set(error.instance) - set(allowed))
+        key = ".".join(filter(None, [where, unexpected[0] if unexpected else "?"]))
+        return f"config error: unknown key '{key}' (allowed here: {', '.join(allowed)})"
+    if error.validator == "required":
+        return f"config error: {where or 'top level'}: {error.message}"
+    return f"config error: key '{where}': {error.message}"
+
+
+def load(paths: Iterable[str | os.PathLike], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge YAML files left to right (key by key, as Snakemake does), apply overrides, validate."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        with open(path) as handle:
+            merge(merged, yaml.safe_load(handle) or {})
+    merge(merged, dict(overrides or {}))
+    return validate(merged)
+
+
+def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict update, the rule Snakemake applies to ``--configfile`` over the default config."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = _copy(value) if isinstance(value, (dict, list)) else value
+    return base
+
+
+def resolve(path: str | os.PathLike, root: str | os.PathLike = ".") -> Path:
+    """A config path made absolute against the workflow's working directory; ``~`` and $VARS expand."""
+    expanded = Path(os.path.expandvars(os.path.expanduser(str(path))))
+    return expanded if expanded.is_absolute() else Path(root) / expanded
