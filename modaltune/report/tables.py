@@ -1,0 +1,79 @@
+"""Gather probe files into one long table, then pivot it into the paper's layout and write CSV, Markdown and HTML."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from modaltune.evaluation.probes import SUBTYPE_METRIC, SURVIVAL_METRIC, summarise_seeds
+from modaltune.io import atomic_path
+
+TASK_METRICS = {"subtype": SUBTYPE_METRIC, "survival": SURVIVAL_METRIC}
+TASK_TITLES = {"subtype": "Cancer subtype prediction (balanced accuracy)", "survival": "Survival prediction (C-index)"}
+
+
+def collect_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per (experiment, site, seed, task) with the metric value, read from probe JSON files."""
+    rows = []
+    for path in paths:
+        probe = json.loads(Path(path).read_text())
+        for task, metric in TASK_METRICS.items():
+            rows.append(
+                {
+                    "experiment": probe["experiment"],
+                    "site": probe["site"],
+                    "seed": probe["seed"],
+                    "task": task,
+                    "metric": metric,
+                    "value": probe[task][metric],
+                }
+            )
+    return pd.DataFrame(rows, columns=["experiment", "site", "seed", "task", "metric", "value"])
+
+
+def results_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per cell; the `mean` column averages the per-site means of a row."""
+    cells = []
+    for (task, experiment, site), group in long.groupby(["task", "experiment", "site"], sort=False):
+        mean, std = summarise_seeds(group["value"].tolist())
+        cells.append({"task": task, "experiment": experiment, "site": site, "mean": mean, "std": std,
+                      "seeds": len(group)})
+    cells = pd.DataFrame(cells)
+    overall = cells.groupby(["task", "experiment"], sort=False)["mean"].mean().rename("overall").reset_index()
+    return cells.merge(overall, on=["task", "experiment"])
+
+
+def _formatted(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    blocks = {}
+    for task in TASK_METRICS:
+        rows = table[table["task"] == task]
+        if rows.empty:
+            continue
+        text = rows.assign(cell=[f"{m:.3f} ± {s:.3f}" for m, s in zip(rows["mean"], rows["std"])])
+        wide = text.pivot(index="experiment", columns="site", values="cell")
+        wide["Mean"] = rows.groupby("experiment")["overall"].first().map("{:.3f}".format)
+        blocks[task] = wide.reset_index().rename(columns={"experiment": "Experiment"})
+    return blocks
+
+
+def write_tables(table: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
+    """Write ``{stem}.csv`` (numbers), ``{stem}.md`` and ``{stem}.html`` (one block per task)."""
+    stem = Path(stem)
+    written = []
+    with atomic_path(stem.with_suffix(".csv")) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    written.append(stem.with_suffix(".csv"))
+    blocks = _formatted(table)
+    markdown = "\n\n".join(f"### {TASK_TITLES[t]}\n\n{b.to_markdown(index=False)}" for t, b in blocks.items())
+    with atomic_path(stem.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown + "\n")
+    written.append(stem.with_suffix(".md"))
+    html = "\n".join(f"<h3>{TASK_TITLES[t]}</h3>\n{b.to_html(index=False, border=0)}" for t, b in blocks.items())
+    with atomic_path(stem.with_suffix(".html")) as tmp:
+        tmp.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'></head><body>\n{html}\n</body></html>\n")
+    written.append(stem.with_suffix(".html"))
+    return written

@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import CoxPHFitter
+from lifelines.utils import concordance_index
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.multiclass import OneVsRestClassifier
+
+from modaltune.evaluation import evaluate_embeddings, summarise_seeds
+from modaltune.plots import plot_kaplan_meier, plot_tsne
+from modaltune.report import collect_probes, results_table, write_tables
+
+
+def synthetic_patients(n=90, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    classes = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, dim)) + classes[:, None] * 0.8
+    hazard = np.exp(0.7 * x[:, 0])
+    time = rng.exponential(30 / hazard)
+    event = (rng.random(n) < 0.7).astype(int)
+    classes[:4] = -1  # rare set
+    split = np.where(np.arange(n) % 5 == 0, "test", "train")
+    return pd.DataFrame(
+        {"patient": [f"TCGA-AA-{i:04d}" for i in range(n)], "split": split, "subtype_class": classes,
+         "time_months": time, "event": event, "embedding": list(x)}
+    )
+
+
+def test_probe_metrics_equal_sklearn_and_lifelines():
+    patients = synthetic_patients()
+    result = evaluate_embeddings(patients)
+    train, test = patients[patients.split == "train"], patients[patients.split == "test"]
+    lab_train, lab_test = train[train.subtype_class >= 0], test[test.subtype_class >= 0]
+    clf = OneVsRestClassifier(LogisticRegression(solver="liblinear", max_iter=200, random_state=0))
+    clf.fit(np.stack(lab_train.embedding), lab_train.subtype_class)
+    expected_bacc = balanced_accuracy_score(lab_test.subtype_class, clf.predict(np.stack(lab_test.embedding)))
+    assert result["subtype"]["balanced_accuracy"] == pytest.approx(expected_bacc, abs=1e-12)
+    assert result["subtype"]["n_test"] == len(lab_test)
+
+    columns = [f"c{i}" for i in range(6)]
+    frame = pd.DataFrame(np.stack(train.embedding), columns=columns).assign(
+        t=train.time_months.to_numpy(), e=train.event.to_numpy())
+    cox = CoxPHFitter(penalizer=0.1).fit(frame, duration_col="t", event_col="e")
+    risk = cox.predict_partial_hazard(pd.DataFrame(np.stack(test.embedding), columns=columns))
+    expected_c = concordance_index(test.time_months, -risk, test.event)
+    assert result["survival"]["c_index"] == pytest.approx(expected_c, abs=1e-9)
+    assert result["subtype"]["balanced_accuracy"] > 0.5 and result["survival"]["c_index"] > 0.5
+
+
+def test_seed_summary_is_mean_and_sample_std():
+    assert summarise_seeds([0.6, 0.7, 0.8]) == pytest.approx((0.7, np.std([0.6, 0.7, 0.8], ddof=1)))
+    assert summarise_seeds([0.5]) == (0.5, 0.0)
+
+
+def test_table_cells_equal_probe_files(tmp_path):
+    values = {}
+    paths = []
+    for experiment in ["modaltune", "gigapath_lp"]:
+        for site in ["NSCLC", "RCC"]:
+            for seed in range(3):
+                bacc, cidx = 0.5 + 0.1 * seed + (site == "RCC") * 0.05, 0.6 + 0.01 * seed
+                values[(experiment, site, seed)] = (bacc, cidx)
+                path = tmp_path / f"{experiment}_{site}_{seed}.json"
+                path.write_text(json.dumps({"experiment": experiment, "site": site, "seed": seed,
+                                            "subtype": {"balanced_accuracy": bacc},
+                                            "survival": {"c_index": cidx}}))
+                paths.append(path)
+    table = results_table(collect_probes(paths))
+    cell = table[(table.task == "subtype") & (table.experiment == "modaltune") & (table.site == "RCC")].iloc[0]
+    expected = [values[("modaltune", "RCC", s)][0] for s in range(3)]
+    assert cell["mean"] == pytest.approx(np.mean(expected))
+    assert cell["std"] == pytest.approx(np.std(expected, ddof=1))
+    nsclc = np.mean([values[("modaltune", "NSCLC", s)][0] for s in range(3)])
+    assert cell["overall"] == pytest.approx((nsclc + np.mean(expected)) / 2)
+    written = write_tables(table, tmp_path / "tables" / "results")
+    markdown = written[1].read_text()
+    assert f"{np.mean(expected):.3f} ± {np.std(expected, ddof=1):.3f}" in markdown
+    assert "Survival prediction (C-index)" in written[2].read_text()
+    assert pd.read_csv(written[0]).shape[0] == len(table)
+
+
+def test_figures_are_nonempty_images(tmp_path):
+    patients = synthetic_patients()
+    result = evaluate_embeddings(patients)
+    predictions = pd.DataFrame(result["predictions"])
+    p_value = plot_kaplan_meier(predictions, result["survival"]["train_median_risk"], tmp_path / "km.png", "demo")
+    assert 0.0 <= p_value <= 1.0
+    points = patients.assign(subtype=patients.subtype_class.astype(str), site="NSCLC", source="patient")
+    coords = plot_tsne(points, tmp_path / "tsne.png", "demo")
+    assert coords.shape == (len(points), 2)
+    for name in ["km.png", "tsne.png"]:
+        image = np.asarray(Image.open(tmp_path / name).convert("L"))
+        assert image.shape[0] > 100 and image.std() > 5  # something is drawn
