@@ -80,6 +80,27 @@ def _survival_frame(x: np.ndarray, time: np.ndarray, event: np.ndarray) -> pd.Da
     return frame
 
 
+def patient_table(embeddings_path, cohort_path, splits_path, seed: int, task: str = "general") -> pd.DataFrame:
+    """Join one task's embeddings with the site's labels and the split of ``seed`` (one row per patient).
+
+    The split comes from the site's split file, not from the embedding file, so a model trained elsewhere
+    (pan-cancer, out-of-distribution) is probed on this site's own train/test patients.
+    """
+    embeddings = pd.read_parquet(embeddings_path)
+    embeddings = embeddings[embeddings["task"] == task][["patient", "embedding"]]
+    if embeddings.empty:
+        raise ValueError(f"{embeddings_path}: no embeddings for task '{task}'")
+    cohort = pd.read_parquet(cohort_path)[["patient", "subtype", "subtype_class", "time_months", "event"]]
+    splits = pd.read_parquet(splits_path)
+    splits = splits[splits["seed"] == seed][["patient", "split"]]
+    if splits.empty:
+        raise ValueError(f"{splits_path}: no split for seed {seed}; add it to cohort.seeds in the config")
+    table = cohort.merge(splits, on="patient").merge(embeddings, on="patient")
+    if table.empty:
+        raise ValueError(f"{embeddings_path} shares no patient with {cohort_path}")
+    return table
+
+
 def evaluate_embeddings(patients: pd.DataFrame, task: str = "general") -> dict:
     """Fit both probes on the training rows of ``patients`` and score them on the test rows.
 
