@@ -3,8 +3,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= 2
+# Rules call the `modaltune` command of the venv.
+export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slurm lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra
+
+# Only the test on a real single-node SLURM cluster (as root it apt-installs slurm-wlm + munge when missing).
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -ra -m slurm
 
 lint: $(STAMP)
 	$(BIN)/ruff check modaltune tests benchmarks

@@ -1,0 +1,50 @@
+"""`modaltune cohort`: one site's harmonised patient table, its splits and its report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "cohort", help="clinical tables + slides + RNA -> cohort table, splits, report"
+    )
+    parser.add_argument("--site", required=True)
+    parser.add_argument(
+        "--projects", nargs="+", required=True, help="TCGA projects of the site, e.g. LUAD LUSC"
+    )
+    parser.add_argument(
+        "--clinical", nargs="+", required=True, help="clinical tables (any recognised format)"
+    )
+    parser.add_argument("--omics", required=True, help="results/omics/{site}.parquet (its patients have RNA)")
+    parser.add_argument("--slides", nargs="*", default=[], help="slide ids (file stems) of the site")
+    parser.add_argument("--params", required=True, help="the `cohort` config section as JSON")
+    parser.add_argument("--output", required=True, help="results/cohort/{site}.parquet")
+    parser.add_argument("--splits", required=True, help="results/cohort/{site}_splits.parquet")
+    parser.add_argument("--report", required=True, help="results/cohort/{site}_report.md")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from modaltune.cohort.build import build_site_cohort, rna_patients
+    from modaltune.cohort.report import render_report, write_report
+    from modaltune.io import write_parquet
+
+    params = json.loads(args.params)
+    result = build_site_cohort(
+        site=args.site,
+        projects=args.projects,
+        clinical=args.clinical,
+        slide_ids=args.slides,
+        rna=rna_patients(args.omics),
+        seeds=params["seeds"],
+        val_fraction=params["val_fraction"],
+        test_fraction=params["test_fraction"],
+        subtypes_file=params["subtypes_file"],
+        days_per_month=params["days_per_month"],
+    )
+    metadata = {"site": args.site, "clinical": args.clinical, "params": params}
+    write_parquet(result.cohort, args.output, metadata)
+    write_parquet(result.splits, args.splits, metadata)
+    write_report(render_report(result.report, result.sources, result.cohort, result.splits), args.report)

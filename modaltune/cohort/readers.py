@@ -1,0 +1,358 @@
+"""Clinical-table readers: one function per download format, and detection of the format from the header.
+
+Every reader returns *records*: a frame with exactly :data:`RECORD_COLUMNS`, possibly several rows per patient
+(GDC exports repeat a case once per treatment or diagnosis, Xena once per sample, SurvPath once per slide).
+:mod:`modaltune.cohort.harmonise` collapses them into one row per patient with documented rules.
+
+Survival fields are kept in days, whatever the source unit, so that every format goes through the same label rule.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from modaltune.omics.tables import TableFormatError, patient_id, read_header
+
+RECORD_COLUMNS = [
+    "patient",
+    "project",
+    "event",  # 1.0 dead, 0.0 alive, NaN unknown
+    "days_to_death",
+    "days_to_follow_up",
+    "diagnosis",
+    "stage",
+    "t_stage",
+    "n_stage",
+    "m_stage",
+    "age",  # years
+    "sex",
+]
+
+# Tokens the different exports use for "no value" (GDC old/new, Xena, cBioPortal, SurvPath).
+MISSING_TOKENS = {
+    "",
+    "'--",
+    "--",
+    "na",
+    "n/a",
+    "nan",
+    "not reported",
+    "unknown",
+    "[not available]",
+    "[not applicable]",
+    "[not evaluated]",
+    "[unknown]",
+    "[discrepancy]",
+}
+
+DAYS_PER_MONTH_CBIOPORTAL = 30.417  # cBioPortal OS_MONTHS = days / (365 / 12)
+DAYS_PER_MONTH_SURVPATH = 30.0  # SurvPath survival_months = days / 30
+
+
+class ClinicalFormatError(TableFormatError):
+    """A clinical table whose format is not recognised."""
+
+
+def normalise_stage(value: str | None) -> str | None:
+    """'stage iiia' (GDC 2019), 'STAGE IIIA' (cBioPortal), 'III' (SurvPath) -> 'Stage IIIA'; 'Stage IIIA' unchanged."""
+    if value is None:
+        return None
+    text = value.strip()
+    text = re.sub(r"^stage\s*", "", text, flags=re.IGNORECASE)
+    return f"Stage {text.upper()}" if text else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parsing helpers
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """All cells as str, every missing-value token as None."""
+    _, delimiter, comment_lines = read_header(path)
+    frame = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False, skiprows=comment_lines)
+    return frame.apply(lambda column: column.map(_clean_cell))
+
+
+def _clean_cell(value: str) -> str | None:
+    value = value.strip()
+    return None if value.lower() in MISSING_TOKENS else value
+
+
+def _numbers(column: pd.Series) -> pd.Series:
+    return pd.to_numeric(column, errors="coerce").astype(float)
+
+
+def _vital_event(column: pd.Series, dead: set[str], alive: set[str]) -> pd.Series:
+    lowered = column.str.lower()
+    return pd.Series(
+        np.select([lowered.isin(dead), lowered.isin(alive)], [1.0, 0.0], default=np.nan), index=column.index
+    )
+
+
+def _records(**columns) -> pd.DataFrame:
+    frame = pd.DataFrame(columns)
+    for name in RECORD_COLUMNS:
+        if name not in frame:
+            frame[name] = None
+    frame["patient"] = frame["patient"].map(patient_id, na_action="ignore")
+    return (
+        frame[RECORD_COLUMNS]
+        .replace({np.nan: None})
+        .astype({"event": float, "days_to_death": float, "days_to_follow_up": float, "age": float})
+    )
+
+
+def _strip_tcga(project: pd.Series) -> pd.Series:
+    return project.str.replace(r"^TCGA-", "", regex=True)
+
+
+def _lower(column: pd.Series) -> pd.Series:
+    return column.str.lower()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One reader per format
+
+
+def read_gdc_2019(frame: pd.DataFrame) -> pd.DataFrame:
+    """GDC export of 2019: one row per case, `submitter_id`, lower-case `tumor_stage`, age in days."""
+    return _records(
+        patient=frame["submitter_id"],
+        project=_strip_tcga(frame["project_id"]),
+        event=_vital_event(frame["vital_status"], dead={"dead"}, alive={"alive"}),
+        days_to_death=_numbers(frame["days_to_death"]),
+        days_to_follow_up=_numbers(frame["days_to_last_follow_up"]),
+        diagnosis=frame["primary_diagnosis"],
+        stage=frame["tumor_stage"].map(normalise_stage),
+        age=_numbers(frame["age_at_diagnosis"]) / 365.25,
+        sex=_lower(frame["gender"]),
+    )
+
+
+def read_gdc_classic(frame: pd.DataFrame) -> pd.DataFrame:
+    """GDC export of 2020-2023: `case_submitter_id`, `'--` for missing, one row per treatment."""
+    age = _numbers(frame["age_at_index"]).fillna(_numbers(frame["age_at_diagnosis"]) / 365.25)
+    return _records(
+        patient=frame["case_submitter_id"],
+        project=_strip_tcga(frame["project_id"]),
+        event=_vital_event(frame["vital_status"], dead={"dead"}, alive={"alive"}),
+        days_to_death=_numbers(frame["days_to_death"]),
+        days_to_follow_up=_numbers(frame["days_to_last_follow_up"]),
+        diagnosis=frame["primary_diagnosis"],
+        stage=frame["ajcc_pathologic_stage"].map(normalise_stage),
+        t_stage=frame["ajcc_pathologic_t"],
+        n_stage=frame["ajcc_pathologic_n"],
+        m_stage=frame["ajcc_pathologic_m"],
+        age=age,
+        sex=_lower(frame["gender"]),
+    )
+
+
+DIAGNOSIS_FIELDS = ["diagnosis", "stage", "t_stage", "n_stage", "m_stage"]
+
+
+def read_gdc_dotted(frame: pd.DataFrame) -> pd.DataFrame:
+    """GDC portal 2.0 export (2024+): dotted columns, one row per case x diagnosis x treatment.
+
+    Diagnosis fields are taken from the diagnosis flagged `diagnoses.diagnosis_is_primary_disease == true`;
+    a case without such a flag keeps all its diagnoses (the first non-missing value then wins). Follow-up is
+    kept from every row, since a later diagnosis's follow-up is still follow-up of the patient.
+    """
+    records = _records(
+        patient=frame["cases.submitter_id"],
+        project=_strip_tcga(frame["project.project_id"]),
+        event=_vital_event(frame["demographic.vital_status"], dead={"dead"}, alive={"alive"}),
+        days_to_death=_numbers(frame["demographic.days_to_death"]),
+        days_to_follow_up=_numbers(frame["diagnoses.days_to_last_follow_up"]),
+        diagnosis=frame["diagnoses.primary_diagnosis"],
+        stage=frame["diagnoses.ajcc_pathologic_stage"].map(normalise_stage),
+        t_stage=frame.get("diagnoses.ajcc_pathologic_t"),
+        n_stage=frame.get("diagnoses.ajcc_pathologic_n"),
+        m_stage=frame.get("diagnoses.ajcc_pathologic_m"),
+        age=_numbers(frame["demographic.age_at_index"]),
+        sex=_lower(frame["demographic.gender"]),
+    )
+    is_primary = frame["diagnoses.diagnosis_is_primary_disease"].str.lower().eq("true")
+    case_has_primary = is_primary.groupby(records["patient"]).transform("any")
+    records.loc[case_has_primary & ~is_primary, DIAGNOSIS_FIELDS] = None
+    return records
+
+
+def read_xena_clinical_matrix(frame: pd.DataFrame) -> pd.DataFrame:
+    """UCSC Xena TCGA hub `<COHORT>_clinicalMatrix`: one row per sample, `_PATIENT`, days, `LIVING`/`DECEASED`."""
+    project = frame["_cohort"].str.extract(r"\(([A-Z]+)\)\s*$", expand=False) if "_cohort" in frame else None
+    return _records(
+        patient=frame["_PATIENT"],
+        project=project,
+        event=_vital_event(frame["vital_status"], dead={"deceased", "dead"}, alive={"living", "alive"}),
+        days_to_death=_numbers(frame["days_to_death"]),
+        days_to_follow_up=_numbers(frame["days_to_last_followup"]),
+        diagnosis=frame["histological_type"],
+        stage=frame["pathologic_stage"].map(normalise_stage),
+        t_stage=frame.get("pathologic_T"),
+        n_stage=frame.get("pathologic_N"),
+        m_stage=frame.get("pathologic_M"),
+        age=_numbers(frame["age_at_initial_pathologic_diagnosis"]),
+        sex=_lower(frame["gender"]),
+    )
+
+
+CBIOPORTAL_DIAGNOSIS_COLUMNS = [
+    "CANCER_TYPE_DETAILED",
+    "HISTOLOGICAL_TYPE",
+    "HISTOLOGICAL_DIAGNOSIS",
+    "ONCOTREE_CODE",
+]
+
+
+def read_cbioportal_patients(frame: pd.DataFrame) -> pd.DataFrame:
+    """cBioPortal `data_clinical_patient.txt`: `#` header lines, `OS_STATUS` `1:DECEASED`, `OS_MONTHS`.
+
+    OS_MONTHS is converted back to days with cBioPortal's own divisor (365/12). The diagnosis comes from the
+    first of :data:`CBIOPORTAL_DIAGNOSIS_COLUMNS` present (patient tables often carry none; add a second
+    clinical file to the site then).
+    """
+    status = frame["OS_STATUS"].str.replace(r"^\d:", "", regex=True)
+    event = _vital_event(status, dead={"deceased", "dead"}, alive={"living", "alive"})
+    days = _numbers(frame["OS_MONTHS"]) * DAYS_PER_MONTH_CBIOPORTAL
+    diagnosis_column = next((c for c in CBIOPORTAL_DIAGNOSIS_COLUMNS if c in frame), None)
+    return _records(
+        patient=frame["PATIENT_ID"],
+        project=frame.get("CANCER_TYPE_ACRONYM"),
+        event=event,
+        days_to_death=days.where(event == 1.0),
+        days_to_follow_up=days.where(event == 0.0),
+        diagnosis=frame[diagnosis_column] if diagnosis_column else None,
+        stage=frame["AJCC_PATHOLOGIC_TUMOR_STAGE"].map(normalise_stage)
+        if "AJCC_PATHOLOGIC_TUMOR_STAGE" in frame
+        else None,
+        t_stage=frame.get("PATH_T_STAGE"),
+        n_stage=frame.get("PATH_N_STAGE"),
+        m_stage=frame.get("PATH_M_STAGE"),
+        age=_numbers(frame["AGE"]) if "AGE" in frame else None,
+        sex=_lower(frame["SEX"]) if "SEX" in frame else None,
+    )
+
+
+def read_survpath_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """SurvPath `metadata/tcga_<study>.csv`: one row per slide, `survival_months` (days / 30), `censorship` (1 = alive)."""
+    event = 1.0 - _numbers(frame["censorship"])
+    days = _numbers(frame["survival_months"]) * DAYS_PER_MONTH_SURVPATH
+    sex = _numbers(frame["is_female"]).map({1.0: "female", 0.0: "male"})
+    return _records(
+        patient=frame["case_id"],
+        event=event,
+        days_to_death=days.where(event == 1.0),
+        days_to_follow_up=days.where(event == 0.0),
+        diagnosis=frame["oncotree_code"],
+        age=_numbers(frame["age"]),
+        sex=sex,
+    )
+
+
+def read_survpath_clinical(frame: pd.DataFrame) -> pd.DataFrame:
+    """SurvPath `clinical_data/tcga_<study>_clinical.csv`: stage (roman numeral) and OncoTree subtype, no survival."""
+    return _records(
+        patient=frame["case_id"],
+        diagnosis=frame["subtype"],
+        stage=frame["stage"].map(normalise_stage),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Detection
+
+
+@dataclass(frozen=True)
+class ClinicalFormat:
+    name: str
+    description: str
+    required: tuple[str, ...]  # header columns that identify the format
+    reader: Callable[[pd.DataFrame], pd.DataFrame]
+
+
+# Checked in order: the first format whose identifying columns are all in the header wins.
+FORMATS = [
+    ClinicalFormat(
+        "gdc_dotted",
+        "GDC clinical.tsv, portal 2.0 export (2024+)",
+        ("cases.submitter_id", "diagnoses.primary_diagnosis", "diagnoses.diagnosis_is_primary_disease"),
+        read_gdc_dotted,
+    ),
+    ClinicalFormat(
+        "gdc_classic",
+        "GDC clinical.tsv, classic export (2020-2023)",
+        ("case_submitter_id", "vital_status", "ajcc_pathologic_stage", "primary_diagnosis"),
+        read_gdc_classic,
+    ),
+    ClinicalFormat(
+        "gdc_2019",
+        "GDC clinical.tsv, 2019 export",
+        ("submitter_id", "vital_status", "tumor_stage", "primary_diagnosis", "days_to_last_follow_up"),
+        read_gdc_2019,
+    ),
+    ClinicalFormat(
+        "xena_clinical_matrix",
+        "UCSC Xena TCGA hub clinicalMatrix",
+        (
+            "sampleID",
+            "_PATIENT",
+            "vital_status",
+            "days_to_death",
+            "days_to_last_followup",
+            "histological_type",
+        ),
+        read_xena_clinical_matrix,
+    ),
+    ClinicalFormat(
+        "cbioportal_patient",
+        "cBioPortal data_clinical_patient.txt",
+        ("PATIENT_ID", "OS_STATUS", "OS_MONTHS"),
+        read_cbioportal_patients,
+    ),
+    ClinicalFormat(
+        "survpath_labels",
+        "SurvPath metadata/tcga_<study>.csv",
+        ("case_id", "slide_id", "survival_months", "censorship", "oncotree_code"),
+        read_survpath_labels,
+    ),
+    ClinicalFormat(
+        "survpath_clinical",
+        "SurvPath clinical_data/tcga_<study>_clinical.csv",
+        ("case_id", "stage", "subtype"),
+        read_survpath_clinical,
+    ),
+]
+
+
+def detect_format(path: str | os.PathLike) -> ClinicalFormat:
+    """The format of a clinical table, from its header; an unknown header lists every recognised format."""
+    header, _, _ = read_header(path)
+    columns = set(header)
+    for candidate in FORMATS:
+        if columns.issuperset(candidate.required):
+            return candidate
+    recognised = "\n".join(
+        f"  - {f.name}: {f.description} (columns {', '.join(f.required)})" for f in FORMATS
+    )
+    raise ClinicalFormatError(
+        f"{path}: unknown clinical table format (header starts {header[:6]}). Recognised formats:\n{recognised}"
+    )
+
+
+def read_clinical(path: str | os.PathLike) -> pd.DataFrame:
+    """Records of one clinical table (any recognised format) plus `source` (the file) and `format` columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"clinical table not found: {path}")
+    fmt = detect_format(path)
+    records = fmt.reader(_read_table(path))
+    records = records[records["patient"].notna()].reset_index(drop=True)
+    return records.assign(source=str(path), format=fmt.name)

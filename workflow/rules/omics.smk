@@ -1,0 +1,43 @@
+# Transcriptomics: the pathway membership shared by all sites (genes measured in every RNA file), then one
+# patient x gene table per site (log expression as read; scaling is fitted on each training split later).
+
+
+rule pathways:
+    input:
+        pathways=PATHWAYS_FILE,
+        rna=ALL_RNA_FILES,
+    output:
+        "results/omics/pathways.parquet",
+    log:
+        "results/logs/pathways/pathways.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/base.yaml"
+    shell:
+        "modaltune pathways --pathways {input.pathways:q} --rna {input.rna:q} --output {output:q} > {log} 2>&1"
+
+
+rule omics:
+    input:
+        rna=site_input("rna"),
+        membership="results/omics/pathways.parquet",
+    output:
+        "results/omics/{site}.parquet",
+    log:
+        "results/logs/omics/{site}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/base.yaml"
+    shell:
+        "modaltune omics --site {wildcards.site} --rna {input.rna:q} --membership {input.membership:q} "
+        "--output {output:q} > {log} 2>&1"
+
+
+OMICS_TARGETS = ["results/omics/pathways.parquet"] + [f"results/omics/{site}.parquet" for site in SITES]
+TARGETS.append(lambda: OMICS_TARGETS)
