@@ -1,0 +1,92 @@
+"""`modaltune prompts`, `modaltune embed-text`, `modaltune text-probe` (torch is imported inside the commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    prompts = subparsers.add_parser("prompts", help="clinical rows -> per-task text prompts of one split seed")
+    prompts.add_argument("--site", required=True)
+    prompts.add_argument("--seed", type=int, required=True, help="split seed whose training patients fit the duration bins")
+    prompts.add_argument("--cohort", required=True, help="results/cohort/{site}.parquet")
+    prompts.add_argument("--splits", required=True, help="results/cohort/{site}_splits.parquet")
+    prompts.add_argument("--out", required=True, help="results/text/{site}_seed{seed}_prompts.parquet")
+    prompts.add_argument("--params", default="{}", help="the config's `text` section as JSON")
+    prompts.set_defaults(func=run_prompts)
+
+    embed = subparsers.add_parser("embed-text", help="embed a prompts table with a text encoder (before the projector)")
+    embed.add_argument("--prompts", required=True, help="results/text/{site}_seed{seed}_prompts.parquet")
+    embed.add_argument("--encoder", required=True, help="text encoder name (minilm, conch)")
+    embed.add_argument("--out", required=True, help="results/text/{site}_seed{seed}_{encoder}.parquet")
+    embed.add_argument("--params", default="{}", help="the config's `text` section as JSON")
+    embed.set_defaults(func=run_embed)
+
+    probe = subparsers.add_parser("text-probe", help="linear probes on general-prompt embeddings (paper suppl. Table 7)")
+    probe.add_argument("--cohort", required=True, help="results/cohort/{site}.parquet")
+    probe.add_argument("--splits", required=True, help="results/cohort/{site}_splits.parquet")
+    probe.add_argument("--embeddings", nargs="+", required=True, help="results/text/{site}_seed{seed}_{encoder}.parquet, one per seed")
+    probe.add_argument("--out", help="optional CSV of the per-seed metrics")
+    probe.add_argument("--params", default="{}", help="the config's `text` section as JSON")
+    probe.set_defaults(func=run_probe)
+
+
+def _section(args: argparse.Namespace) -> dict:
+    from modaltune.config import validate
+
+    return validate({"text": json.loads(args.params)})["text"]
+
+
+def run_prompts(args: argparse.Namespace) -> int:
+    from modaltune.io import read_parquet, write_parquet
+    from modaltune.text.prompts import prompts_for_seed
+
+    params = _section(args)
+    cohort, _ = read_parquet(args.cohort)
+    splits, _ = read_parquet(args.splits)
+    result = prompts_for_seed(cohort, splits, args.site, args.seed, params["duration_bins"], params["site_words"])
+    write_parquet(result.prompts, args.out, metadata=result.metadata(args.site, args.seed))
+    log.info("%s seed %d: %d prompts for %d patients -> %s", args.site, args.seed, len(result.prompts), cohort["patient"].nunique(), args.out)
+    return 0
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from modaltune.io import read_parquet, write_parquet
+    from modaltune.text.encoders import create_text_encoder, embed_prompts
+
+    params = _section(args)
+    prompts, meta = read_parquet(args.prompts)
+    options = dict(params.get(args.encoder, {}), device=params["device"])
+    encoder = create_text_encoder(args.encoder, **options)
+    table = embed_prompts(prompts, encoder, batch_size=params["batch_size"])
+    meta = {**meta, "text_encoder": args.encoder, "dim": encoder.dim, "normalized": True, "prompts": str(args.prompts)}
+    write_parquet(table, args.out, metadata=meta)
+    log.info("%d embeddings (%d-d, %s) -> %s", len(table), encoder.dim, args.encoder, args.out)
+    return 0
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from modaltune.io import read_parquet
+    from modaltune.text.probe import summarise, text_probe
+
+    params = _section(args)
+    cohort, _ = read_parquet(args.cohort)
+    splits, _ = read_parquet(args.splits)
+    by_seed = {}
+    for path in args.embeddings:
+        table, meta = read_parquet(path)
+        if "seed" not in meta:
+            raise ValueError(f"{path}: no seed in the file's metadata; is it written by `modaltune embed-text`?")
+        by_seed[int(meta["seed"])] = table
+    results = text_probe(cohort, splits, by_seed, params["projector_dim"], params["duration_bins"])
+    if args.out:
+        from modaltune.io import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            results.to_csv(tmp, index=False)
+    print(summarise(results).to_markdown(index=False))
+    return 0
