@@ -1,0 +1,77 @@
+"""`modaltune extract` (tile features of one slide) and `modaltune import-features` (bring CLAM/TRIDENT files)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    extract = subparsers.add_parser(
+        "extract", help="encode the tiles of one slide into results/features/...h5"
+    )
+    extract.add_argument("--slide", required=True, help="whole-slide image (any format OpenSlide reads)")
+    extract.add_argument("--tiles", required=True, help="tiles table results/tiles/{slide}.parquet")
+    extract.add_argument("--out", required=True, help="feature file to write (h5)")
+    extract.add_argument(
+        "--threads", type=int, default=None, help="CPU threads of the job (workers + compute)"
+    )
+    extract.add_argument("--params", required=True, help="the config's `features` section as JSON")
+    extract.set_defaults(func=run_extract)
+
+    imported = subparsers.add_parser(
+        "import-features",
+        help="validate a precomputed CLAM/TRIDENT feature file and copy it into results/features",
+    )
+    imported.add_argument("--source", required=True, help="precomputed h5 with datasets features and coords")
+    imported.add_argument("--out", required=True, help="feature file to write (h5)")
+    imported.add_argument("--params", required=True, help="the config's `features` section as JSON")
+    imported.set_defaults(func=run_import)
+
+
+def _section(raw: str) -> dict:
+    from modaltune.config import validate
+
+    return validate({"features": json.loads(raw)})["features"]
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    params = _section(args.params)
+    import torch
+
+    from .encoders import create_encoder
+    from .extract import extract_slide
+
+    if args.threads is not None:
+        # the workers read tiles in their own processes; the rest of the job's threads compute
+        torch.set_num_threads(max(1, args.threads - params["workers"]))
+    encoder = create_encoder(
+        params["encoder"], weights=params["weights"], device=params["device"], precision=params["precision"]
+    )
+    result = extract_slide(
+        args.slide, args.tiles, args.out, encoder, batch_size=params["batch_size"], workers=params["workers"]
+    )
+    rate = result.tiles / result.seconds if result.seconds > 0 else 0.0
+    log.info(
+        "%s: %d tiles in %.1f s (%.1f tiles/s) -> %s",
+        args.slide,
+        result.tiles,
+        result.seconds,
+        rate,
+        args.out,
+    )
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from .files import import_features
+
+    params = _section(args.params)
+    tiles = import_features(
+        args.source, args.out, encoder=params["encoder"], tile_px_level0=params["precomputed_tile_px_level0"]
+    )
+    log.info("%s: %d tiles imported -> %s", args.source, tiles, args.out)
+    return 0

@@ -1,0 +1,74 @@
+# Tile features: one job per slide, results/features/{encoder}/{slide}.h5 (modaltune.features).
+# With `features.precomputed_dir` set, CLAM/TRIDENT feature files named {slide}.h5 are validated and copied in
+# instead (no tiling, no encoder). Later rules find a slide's features with `feature_file(slide)`.
+
+from modaltune.features import get_encoder_config
+
+FEATURES = config["features"]
+FEATURE_ENCODER = get_encoder_config(FEATURES["encoder"]) if not FEATURES["precomputed_dir"] else None
+FEATURES_PARAMS = section_json("features")
+FEATURE_FILE = f"results/features/{FEATURES['encoder']}/{{slide}}.h5"
+
+
+def feature_file(slide):
+    return FEATURE_FILE.format(slide=slide)
+
+
+def feature_gpus():
+    """A GPU for real encoders unless the config pins the CPU; the tiny demo encoder runs on the CPU."""
+    if FEATURES["device"] == "cpu":
+        return 0
+    return 1 if FEATURES["device"].startswith("cuda") or FEATURE_ENCODER.gpu_recommended else 0
+
+
+if FEATURES["precomputed_dir"]:
+
+    rule import_features:
+        input:
+            os.path.join(FEATURES["precomputed_dir"], "{slide}.h5"),
+        output:
+            FEATURE_FILE,
+        log:
+            "results/logs/import_features/{slide}.log",
+        params:
+            section=FEATURES_PARAMS,
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            "../envs/base.yaml"
+        shell:
+            "modaltune import-features --source {input:q} --out {output:q} --params {params.section:q} > {log:q} 2>&1"
+
+else:
+
+    rule extract_features:
+        input:
+            tiles="results/tiles/{slide}.parquet",
+            slide=slide_file,
+        output:
+            FEATURE_FILE,
+        log:
+            "results/logs/extract_features/{slide}.log",
+        params:
+            section=FEATURES_PARAMS,
+        threads: FEATURES["workers"] + 1
+        resources:
+            mem_mb=FEATURE_ENCODER.job_mem_mb,
+            runtime=60 if feature_gpus() else 20,
+            gpu=feature_gpus(),
+        group:
+            "extract_features"
+        conda:
+            "../envs/torch.yaml"
+        shell:
+            "modaltune extract --slide {input.slide:q} --tiles {input.tiles:q} --out {output:q} "
+            "--threads {threads} --params {params.section:q} > {log:q} 2>&1"
+
+
+def feature_targets():
+    return [feature_file(slide) for slide in SLIDE_FILE]
+
+
+TARGETS.append(feature_targets)
