@@ -1,0 +1,58 @@
+# Tissue detection and tiling: one job per slide, then one aggregate job for the failed-slide table and a summary.
+# With `slides.on_error: skip` an unreadable slide still gets its (empty) tile table, a QC image saying why and a
+# `failed` status record, so the rest of the cohort goes on; results/qc/failed_slides.tsv lists those slides.
+# On SLURM, `--group-components tile=<n>` bundles n slides per cluster job (see README, "Running on SLURM").
+
+SLIDE_STATUS_FILES = expand("results/qc/status/{slide}.json", slide=SLIDE_FILE)
+TILING_TARGETS = (
+    expand("results/tiles/{slide}.parquet", slide=SLIDE_FILE)
+    + expand("results/qc/{slide}.png", slide=SLIDE_FILE)
+    + ["results/qc/failed_slides.tsv", "results/qc/tiling_summary.tsv"]
+)
+
+
+rule tile:
+    input:
+        slide_file,
+    output:
+        tiles="results/tiles/{slide}.parquet",
+        qc="results/qc/{slide}.png",
+        status="results/qc/status/{slide}.json",
+    log:
+        "results/logs/tile/{slide}.log",
+    params:
+        section=section_json("slides"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    group:
+        "tile"
+    conda:
+        "../envs/base.yaml"
+    shell:
+        "modaltune tile --slide {input:q} --tiles {output.tiles:q} --qc {output.qc:q} "
+        "--status {output.status:q} --params {params.section:q} > {log:q} 2>&1"
+
+
+rule tiling_report:
+    input:
+        SLIDE_STATUS_FILES,
+    output:
+        failed="results/qc/failed_slides.tsv",
+        summary="results/qc/tiling_summary.tsv",
+    log:
+        "results/logs/tiling_report/tiling_report.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    localrule: True
+    conda:
+        "../envs/base.yaml"
+    shell:
+        "modaltune tiling-report --status {input:q} --failed {output.failed:q} --summary {output.summary:q} "
+        "> {log:q} 2>&1"
+
+
+TARGETS.append(lambda: TILING_TARGETS)
