@@ -13,9 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract = subparsers.add_parser(
         "extract", help="encode the tiles of one slide into results/features/...h5"
     )
-    extract.add_argument("--slide", required=True, help="whole-slide image (any format OpenSlide reads)")
-    extract.add_argument("--tiles", required=True, help="tiles table results/tiles/{slide}.parquet")
-    extract.add_argument("--out", required=True, help="feature file to write (h5)")
+    extract.add_argument("--slide", required=True, nargs="+", help="whole-slide images (any format OpenSlide reads)")
+    extract.add_argument("--tiles", required=True, nargs="+", help="tiles tables results/tiles/{slide}.parquet")
+    extract.add_argument("--out", required=True, nargs="+", help="feature files to write (h5), one per slide")
     extract.add_argument(
         "--threads", type=int, default=None, help="CPU threads of the job (workers + compute)"
     )
@@ -40,6 +40,8 @@ def _section(raw: str) -> dict:
 
 def run_extract(args: argparse.Namespace) -> int:
     params = _section(args.params)
+    if not len(args.slide) == len(args.tiles) == len(args.out):
+        raise SystemExit("modaltune extract: give as many --tiles and --out files as --slide files")
     import torch
 
     from .encoders import create_encoder
@@ -51,18 +53,10 @@ def run_extract(args: argparse.Namespace) -> int:
     encoder = create_encoder(
         params["encoder"], weights=params["weights"], device=params["device"], precision=params["precision"]
     )
-    result = extract_slide(
-        args.slide, args.tiles, args.out, encoder, batch_size=params["batch_size"], workers=params["workers"]
-    )
-    rate = result.tiles / result.seconds if result.seconds > 0 else 0.0
-    log.info(
-        "%s: %d tiles in %.1f s (%.1f tiles/s) -> %s",
-        args.slide,
-        result.tiles,
-        result.seconds,
-        rate,
-        args.out,
-    )
+    for slide, tiles, out in zip(args.slide, args.tiles, args.out):
+        result = extract_slide(slide, tiles, out, encoder, batch_size=params["batch_size"], workers=params["workers"])
+        rate = result.tiles / result.seconds if result.seconds > 0 else 0.0
+        log.info("%s: %d tiles in %.1f s (%.1f tiles/s) -> %s", slide, result.tiles, result.seconds, rate, out)
     return 0
 
 

@@ -1,4 +1,4 @@
-# Shared by every rule file: config validation, the site/slide table, target registry.
+# Shared by all rule files (config validation, the site/slide table, the target registry).
 import json
 import os
 from pathlib import Path
@@ -9,6 +9,10 @@ try:
     modaltune.config.validate(config)
 except modaltune.config.ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+# With --use-conda, workflow/envs/<env>.post-deploy.sh installs this checkout into each job environment; it finds
+# the checkout through this variable, inherited by the env-creating subprocess (see README, "Running on SLURM").
+os.environ.update(MODALTUNE_ROOT=str(Path(workflow.basedir).parent))
 
 
 localrules:
@@ -33,6 +37,20 @@ def _site_table():
 
 
 SITES = _site_table()
+
+
+def _pathways_file():
+    """The pathway composition file: the demo's own, else `omics.pathways` (SurvPath CSV, list form or GMT)."""
+    if config["demo"]["enabled"]:
+        from modaltune.synth import demo_pathways_file
+
+        return str(demo_pathways_file(DEMO_ROOT))
+    if not config["omics"]["pathways"]:
+        raise WorkflowError("config: set omics.pathways to a pathway file (e.g. SurvPath combine_comps.csv)")
+    return config["omics"]["pathways"]
+
+
+PATHWAYS_FILE = _pathways_file()
 SLIDE_FILE = {
     slide: path
     for inputs in SITES.values()
@@ -46,12 +64,30 @@ wildcard_constraints:
     slide=r"[^/]+",
 
 
+def slide_batches(size):
+    """All slides in batches of `size`, in a fixed order, for rules that amortise start-up over several slides."""
+    slides = sorted(SLIDE_FILE)
+    return [slides[start : start + size] for start in range(0, len(slides), size)]
+
+
 def slides_of(site):
     return SITES[site]["slide_ids"]
 
 
 def slide_file(wildcards):
     return SLIDE_FILE[wildcards.slide]
+
+
+def site_input(key):
+    """An input/params function returning `SITES[site][key]` (e.g. "clinical", "rna", "projects", "slide_ids")."""
+
+    def of_site(wildcards):
+        return SITES[wildcards.site].get(key, [])
+
+    return of_site
+
+
+ALL_RNA_FILES = [path for inputs in SITES.values() for path in inputs.get("rna", [])]
 
 
 def section_json(name):
@@ -65,3 +101,22 @@ TARGETS = []
 
 def all_targets(wildcards):
     return [path for collect in TARGETS for path in collect()]
+
+
+def site_targets(wildcards):
+    """The outputs of `all` that belong to one site, for `rule site` (results/sites/{site}.done).
+
+    A path belongs to a site when one of its folders is the site, its file name starts with `<site>.` or
+    `<site>_`, or its file stem is one of the site's slides. Shared outputs (the pathway table, the results
+    tables) belong to no site; a site's jobs still build them when they need them as inputs.
+    """
+    site, slides = wildcards.site, set(slides_of(wildcards.site))
+    return [path for path in all_targets(wildcards) if _belongs_to_site(Path(path), site, slides)]
+
+
+def _belongs_to_site(path, site, slides):
+    return (
+        site in path.parent.parts
+        or path.name.startswith((f"{site}.", f"{site}_"))
+        or path.name.rsplit(".", 1)[0] in slides
+    )

@@ -41,7 +41,7 @@ if FEATURES["precomputed_dir"]:
         shell:
             "modaltune import-features --source {input:q} --out {output:q} --params {params.section:q} > {log:q} 2>&1"
 
-else:
+elif FEATURES["slides_per_job"] == 1:
 
     rule extract_features:
         input:
@@ -65,6 +65,34 @@ else:
         shell:
             "modaltune extract --slide {input.slide:q} --tiles {input.tiles:q} --out {output:q} "
             "--threads {threads} --params {params.section:q} > {log:q} 2>&1"
+
+else:
+    # Several slides per job (the demo): one rule per batch of slides, since outputs without a common wildcard
+    # cannot share a rule.
+    for batch, slides in enumerate(slide_batches(FEATURES["slides_per_job"])):
+
+        rule:
+            name:
+                f"extract_features_batch{batch}"
+            input:
+                tiles=[f"results/tiles/{slide}.parquet" for slide in slides],
+                slides=[SLIDE_FILE[slide] for slide in slides],
+            output:
+                [feature_file(slide) for slide in slides],
+            log:
+                f"results/logs/extract_features/batch{batch}.log",
+            params:
+                section=FEATURES_PARAMS,
+            threads: FEATURES["workers"] + 1
+            resources:
+                mem_mb=FEATURE_ENCODER.job_mem_mb,
+                runtime=60,
+                gpu=feature_gpus(),
+            conda:
+                "../envs/torch.yaml"
+            shell:
+                "modaltune extract --slide {input.slides:q} --tiles {input.tiles:q} --out {output:q} "
+                "--threads {threads} --params {params.section:q} > {log:q} 2>&1"
 
 
 def feature_targets():
