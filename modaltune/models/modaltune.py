@@ -1,0 +1,137 @@
+"""The whole ModalTune model: frozen slide encoder + Modal Adapter + transcriptomics encoder + task prompts.
+
+For one patient (a bag of tile features with grid coordinates and one gene vector) and each task t the model returns
+z_t = Linear(LayerNorm(f_img + f_task + f_gene)) (the paper's Eq. 4; reference section 8), where f_img is the raw CLS
+token after the last encoder layer, f_task the task-prompt token(s) and f_gene the mean of the pathway tokens after
+the adapter.
+
+The task passes differ only in their prompt, so they run as one batch of ``len(tasks)`` through the frozen layers and
+the adapter (``batched=True``); ``batched=False`` runs them one after the other and gives the same values.
+
+The slide encoder must offer ``embed(features (B, N, D_in), coords (B, N, 2)) -> tokens (B, N + 1, D)`` (CLS first),
+``run_layers(tokens, start, stop)`` (layers ``start`` .. ``stop - 1``), ``layer_blocks(n)`` (n contiguous
+(start, stop) ranges) and ``config.embed_dim`` (:class:`modaltune.models.slide_encoder.SlideEncoder`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from modaltune.models.adapter import ModalAdapter
+from modaltune.models.omics_encoder import OmicsEncoder
+
+TASKS = ("general", "subtype", "survival")
+TOKEN_AGGREGATIONS = ("sum", "cat")
+
+
+class ModalTune(nn.Module):
+    def __init__(self, encoder: nn.Module, omics_encoder: OmicsEncoder, *, tasks: Sequence[str] = TASKS,
+                 prompt_tokens: int = 1, output_dim: int = 256, token_aggregation: str = "sum",
+                 n_blocks: int = 3, heads: int = 12, inner_ratio: float = 0.25, gamma_init: float = 0.0,
+                 drop_path: float = 0.1, extra_extractors: int = 2, self_attention: bool = True,
+                 residual: str = "paper", frozen_encoder_dropout: bool = False):
+        super().__init__()
+        if token_aggregation not in TOKEN_AGGREGATIONS:
+            raise ValueError(f"token_aggregation must be one of {TOKEN_AGGREGATIONS}, got {token_aggregation!r}")
+        dim = int(encoder.config.embed_dim)
+        self.encoder = encoder
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(False)
+        self.frozen_encoder_dropout = frozen_encoder_dropout
+        self.tasks = tuple(tasks)
+        self.prompt_tokens = prompt_tokens
+        self.token_aggregation = token_aggregation
+        self.blocks = encoder.layer_blocks(n_blocks)  # 12 layers in 3 blocks -> (0, 4), (4, 8), (8, 12)
+
+        self.omics_encoder = omics_encoder
+        self.task_prompts = nn.Parameter(torch.empty(len(self.tasks), prompt_tokens, dim))
+        self.task_norm = nn.LayerNorm(dim)
+        self.modal_pos = nn.Parameter(torch.empty(prompt_tokens + omics_encoder.n_tokens, dim))  # E_C
+        self.adapter = ModalAdapter(dim, n_blocks, heads, inner_ratio, gamma_init, drop_path, extra_extractors,
+                                    self_attention, residual=residual)
+        pooled = dim if token_aggregation == "sum" else 3 * dim
+        self.final_norm = nn.LayerNorm(pooled)
+        self.final_project = nn.Linear(pooled, output_dim)
+        nn.init.trunc_normal_(self.task_prompts, std=0.02)
+        nn.init.trunc_normal_(self.modal_pos, std=0.02)
+        nn.init.trunc_normal_(self.final_project.weight, std=0.02)
+        nn.init.zeros_(self.final_project.bias)
+        self.encoder.eval()
+
+    def train(self, mode: bool = True):
+        """The frozen encoder stays in eval mode unless ``frozen_encoder_dropout`` (the official code's behaviour:
+        embedding dropout and drop-path of the frozen LongNet active while fine-tuning)."""
+        super().train(mode)
+        self.encoder.train(mode and self.frozen_encoder_dropout)
+        return self
+
+    def task_index(self, tasks: Sequence[str] | None) -> list[int]:
+        tasks = self.tasks if tasks is None else tuple(tasks)
+        unknown = [t for t in tasks if t not in self.tasks]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; the model knows {self.tasks}")
+        return [self.tasks.index(t) for t in tasks]
+
+    def forward(self, features: torch.Tensor, coords: torch.Tensor, genes: torch.Tensor,
+                tasks: Sequence[str] | None = None, batched: bool = True) -> torch.Tensor:
+        """One patient: features (N, D_in), coords (N, 2) grid-frame coordinates, genes (G,) scaled expression.
+
+        Returns the raw (un-normalised) task embeddings, (len(tasks), output_dim), in the order of ``tasks``
+        (default: all tasks of the model).
+        """
+        index = self.task_index(tasks)
+        tokens = self.encoder.embed(features.unsqueeze(0), coords.unsqueeze(0))  # (1, N + 1, D)
+        pathways = self.omics_encoder(genes.unsqueeze(0))  # (1, n_tokens, D)
+        prompts = self.task_norm(self.task_prompts[index])  # (T, k, D)
+        modal = torch.cat([prompts, pathways.expand(len(index), -1, -1)], dim=1)
+        if batched:
+            return self._passes(tokens.expand(len(index), -1, -1), modal)
+        return torch.cat([self._passes(tokens, modal[i:i + 1]) for i in range(len(index))])
+
+    def _passes(self, tokens: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, N + 1, D) with CLS first and multimodal tokens (B, k + n_tokens, D) -> (B, output_dim)."""
+        cls, image = tokens[:, :1], tokens[:, 1:]
+        for block, (start, stop) in enumerate(self.blocks):
+            image, modal = self.adapter.inject(block, image, modal, self.modal_pos)
+            tokens = self.encoder.run_layers(torch.cat([cls, image], dim=1), start, stop)
+            cls, image = tokens[:, :1], tokens[:, 1:]
+            modal = self.adapter.extract(block, modal, image, self.modal_pos)
+        image_feature = cls[:, 0]
+        task_feature = modal[:, :self.prompt_tokens].mean(dim=1)
+        gene_feature = modal[:, self.prompt_tokens:].mean(dim=1)
+        if self.token_aggregation == "sum":
+            pooled = image_feature + task_feature + gene_feature
+        else:
+            pooled = torch.cat([image_feature, task_feature, gene_feature], dim=-1)
+        return self.final_project(self.final_norm(pooled))
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen encoder."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+
+def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
+                    pathway_genes: Sequence[Sequence[int]], n_genes: int) -> ModalTune:
+    """The model from the config sections ``model`` (modaltune/schema/model.yaml) and ``slide_encoder``."""
+    from modaltune.models import create_slide_encoder
+
+    encoder = create_slide_encoder(**slide_encoder)
+    omics = model["omics"]
+    omics_encoder = OmicsEncoder(
+        pathway_genes, n_genes, out_dim=encoder.config.embed_dim, latent_dim=omics["latent_dim"],
+        depth=omics["depth"], token_expansion=omics["token_expansion"],
+        channel_expansion=omics["channel_expansion"], dropout=omics["dropout"], n_tokens=omics["tokens"],
+    )
+    adapter = model["adapter"]
+    return ModalTune(
+        encoder, omics_encoder, tasks=model["tasks"], prompt_tokens=model["prompt_tokens"],
+        output_dim=model["output_dim"], token_aggregation=model["token_aggregation"],
+        n_blocks=adapter["blocks"], heads=adapter["heads"], inner_ratio=adapter["inner_ratio"],
+        gamma_init=adapter["gamma_init"], drop_path=adapter["drop_path"],
+        extra_extractors=adapter["extra_extractors"], self_attention=adapter["self_attention"],
+        residual=adapter["residual"], frozen_encoder_dropout=model["frozen_encoder_dropout"],
+    )

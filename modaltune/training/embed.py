@@ -1,0 +1,67 @@
+"""Patient embeddings from a trained model: every patient of a site's split file, every task.
+
+Output (data contract): ``results/embeddings/{experiment}/{site}/seed{seed}.parquet`` with columns patient, split,
+task and embedding (list[float], the raw model output before normalisation, which the probes read). The tile cap is
+deterministic here, so the embeddings are reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file
+
+from modaltune.io import write_parquet
+from modaltune.models.modaltune import ModalTune, build_modaltune
+from modaltune.omics import GeneScaler
+from modaltune.training.data import BagOptions, ExperimentData, SiteFiles
+from modaltune.training.loop import Embedder, encoder_fingerprint, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> tuple[ModalTune, dict, GeneScaler]:
+    """Rebuild a trained model from ``model.safetensors`` + ``config.json`` (the best epoch's weights)."""
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    tensors = load_file(str(model_dir / "model.safetensors"))
+    model_section = dict(config["model"], output_dim=config["output_dim"])
+    slide_encoder = dict(config["slide_encoder"])
+    model = build_modaltune(model_section, slide_encoder, config["pathway_genes"], len(config["gene_scaler"]["genes"]))
+    state = {k: v for k, v in tensors.items() if not k.startswith("target_projector.")}
+    strict = slide_encoder.get("weights") is None  # otherwise the encoder came from its weights file
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if strict or not k.startswith("encoder.")]:
+        raise ValueError(f"{model_dir}/model.safetensors does not match its config.json "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    if encoder_fingerprint(model) != config["encoder_sha256"]:
+        raise ValueError(f"the slide encoder rebuilt from {slide_encoder} differs from the one {model_dir} was "
+                         "trained with (weights file changed?); retrain or restore the original weights")
+    return model.to(device).eval(), config, GeneScaler.from_state_dict(config["gene_scaler"])
+
+
+def embed_site(model_dir: str | Path, site: SiteFiles, features_dir: str | Path, seed: int, out: str | Path, *,
+               device: str = "auto", precision: str = "auto") -> pd.DataFrame:
+    """Embed every patient of ``site``'s split for ``seed`` with the model in ``model_dir``; write ``out``."""
+    device = resolve_device(device)
+    model, config, scaler = load_trained(model_dir, device)
+    grid = model.encoder.config
+    data = ExperimentData([site], features_dir, seed,
+                          BagOptions(config["tile_cap"], config["gap_px"], grid.tile_size, grid.slide_ngrids))
+    embedder = Embedder(model, data, scaler.transform(data.genes), device, precision)
+    patients = data.patients["patient"].tolist()
+    outputs = embedder.embed(patients, desc=f"embed {site.site}")
+    rows = [
+        {"patient": patient, "split": split, "task": task, "embedding": outputs[i, t].astype(float).tolist()}
+        for i, (patient, split) in enumerate(zip(patients, data.patients["split"], strict=True))
+        for t, task in enumerate(model.tasks)
+    ]
+    frame = pd.DataFrame(rows, columns=["patient", "split", "task", "embedding"])
+    write_parquet(frame, out, metadata={"model_dir": str(model_dir), "site": site.site, "seed": seed,
+                                        "excluded_patients": data.excluded})
+    log.info("%s: %d patients x %d tasks embedded -> %s", site.site, len(patients), len(model.tasks), out)
+    return frame

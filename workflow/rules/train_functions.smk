@@ -1,0 +1,80 @@
+# Helpers of rules/train.smk: experiments, site groups, inputs and targets of the train and embed rules.
+
+TRAINING = config["training"]
+EXPERIMENTS = config["experiments"]
+POOLED = "pooled"
+
+
+def experiment_sites(experiment):
+    sites = EXPERIMENTS[experiment]["sites"]
+    chosen = list(SITES) if sites == "all" else list(sites)
+    unknown = [site for site in chosen if site not in SITES]
+    if unknown:
+        raise WorkflowError(f"experiments.{experiment}.sites: unknown site(s) {unknown} (configured: {list(SITES)})")
+    return chosen
+
+
+def model_group(experiment, site):
+    """The model folder a site's embeddings come from: the site's own model, or the experiment's pooled one."""
+    return POOLED if EXPERIMENTS[experiment]["pooled"] else site
+
+
+def group_sites(wildcards):
+    if wildcards.group == POOLED:
+        return experiment_sites(wildcards.experiment)
+    return [wildcards.group]
+
+
+def site_inputs(sites, seed, with_text):
+    encoder = config["features"]["encoder"]
+    inputs = {
+        "cohort": [f"results/cohort/{site}.parquet" for site in sites],
+        "splits": [f"results/cohort/{site}_splits.parquet" for site in sites],
+        "omics": [f"results/omics/{site}.parquet" for site in sites],
+        "features": [f"results/features/{encoder}/{slide}.h5" for site in sites for slide in slides_of(site)],
+    }
+    if with_text:
+        inputs["text"] = [f"results/text/{site}_seed{seed}_{TEXT_ENCODER}.parquet" for site in sites]
+    return inputs
+
+
+def train_inputs(wildcards):
+    inputs = site_inputs(group_sites(wildcards), wildcards.seed, with_text=True)
+    inputs["pathways"] = "results/omics/pathways.parquet"
+    if config["slide_encoder"]["weights"]:
+        inputs["slide_encoder_weights"] = config["slide_encoder"]["weights"]
+    return inputs
+
+
+def train_site_names(wildcards):
+    return " ".join(group_sites(wildcards))
+
+
+def embed_inputs(wildcards):
+    inputs = site_inputs([wildcards.site], wildcards.seed, with_text=False)
+    folder = embed_model_folder(wildcards)
+    inputs.update(model=f"{folder}/model.safetensors", model_config=f"{folder}/config.json")
+    return inputs
+
+
+def embed_model_folder(wildcards):
+    group = model_group(wildcards.experiment, wildcards.site)
+    return f"results/models/{wildcards.experiment}/{group}/seed{wildcards.seed}"
+
+
+def train_sections():
+    """The config sections the `train` and `embed` commands read, as one JSON object."""
+    names = ("model", "slide_encoder", "training", "text", "features")
+    return json.dumps({name: config[name] for name in names}, sort_keys=True)
+
+
+def embedding_targets():
+    return [
+        f"results/embeddings/{experiment}/{site}/seed{seed}.parquet"
+        for experiment in EXPERIMENTS
+        for site in experiment_sites(experiment)
+        for seed in config["cohort"]["seeds"]
+    ]
+
+
+TARGETS.append(embedding_targets)
