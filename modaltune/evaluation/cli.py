@@ -1,6 +1,12 @@
-"""`modaltune evaluate`: fit the paper's probes on one embedding file and write the probe JSON."""
+"""`modaltune evaluate` (the paper's probes on one embedding file -> probe JSON) and `modaltune embed-frozen` (the
+`Gigapath LP` baseline's patient embeddings)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+FROZEN_SECTIONS = ("slide_encoder", "training", "features", "evaluation")
 
 
 def register(subparsers) -> None:
@@ -12,8 +18,18 @@ def register(subparsers) -> None:
     parser.add_argument("--site", required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--task", default="general", help="which task's embedding the probes read (paper: general)")
+    parser.add_argument("--source", default=None,
+                        help="out-of-distribution runs: the site (or 'pooled') the model was trained on")
     parser.add_argument("--out", required=True, help="probe JSON to write")
     parser.set_defaults(func=run)
+
+    frozen = subparsers.add_parser("embed-frozen", help="patient embeddings of the frozen slide encoder (Gigapath LP)")
+    frozen.add_argument("--site", required=True)
+    frozen.add_argument("--seed", type=int, required=True)
+    frozen.add_argument("--results", default="results", help="folder holding cohort/, omics/, features/")
+    frozen.add_argument("--out", required=True, help="results/embeddings/gigapath_lp/{site}/seed{seed}.parquet")
+    frozen.add_argument("--params", required=True, help=f"JSON with the config sections {', '.join(FROZEN_SECTIONS)}")
+    frozen.set_defaults(func=run_embed_frozen)
 
 
 def run(args) -> int:
@@ -25,9 +41,34 @@ def run(args) -> int:
     patients = patient_table(args.embeddings, args.cohort, args.splits, seed=args.seed, task=args.task)
     result = evaluate_embeddings(patients, task=args.task)
     result.update(experiment=args.experiment, site=args.site, seed=args.seed)
+    if args.source is not None:
+        result["source"] = args.source
     write_json(result, args.out)
     logging.getLogger(__name__).info(
         "%s %s seed %d: balanced accuracy %.3f, C-index %.3f", args.experiment, args.site, args.seed,
         result["subtype"]["balanced_accuracy"], result["survival"]["c_index"],
     )
+    return 0
+
+
+def run_embed_frozen(args) -> int:
+    import torch
+
+    from modaltune.evaluation.frozen import embed_frozen
+    from modaltune.training.data import SiteFiles
+
+    params = json.loads(args.params)
+    missing = [name for name in FROZEN_SECTIONS if name not in params]
+    if missing:
+        raise SystemExit(f"--params lacks the config section(s) {missing}")
+    training = params["training"]
+    torch.set_num_threads(training["threads"])
+    results = Path(args.results)
+    site = SiteFiles(site=args.site, cohort=results / "cohort" / f"{args.site}.parquet",
+                     splits=results / "cohort" / f"{args.site}_splits.parquet",
+                     omics=results / "omics" / f"{args.site}.parquet")
+    embed_frozen(site, results / "features" / params["features"]["encoder"], args.seed, args.out,
+                 slide_encoder=params["slide_encoder"], pool=params["evaluation"]["frozen_baseline"]["pool"],
+                 tile_cap=training["tile_cap"], gap_px=training["slide_gap_px"], device=training["device"],
+                 precision=training["precision"])
     return 0

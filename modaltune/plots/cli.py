@@ -10,9 +10,13 @@ def register(subparsers) -> None:
     km.set_defaults(func=run_km)
 
     tsne = subparsers.add_parser("tsne", help="t-SNE of patient embeddings with their text embeddings")
-    tsne.add_argument("--embeddings", required=True, help="results/embeddings/{experiment}/{site}/seed{seed}.parquet")
+    tsne.add_argument("--embeddings", required=True, nargs="+",
+                      help="results/embeddings/{experiment}/{site}/seed{seed}.parquet of every site shown")
     tsne.add_argument("--cohort", required=True, nargs="+", help="results/cohort/{site}.parquet of every site shown")
-    tsne.add_argument("--text", nargs="*", default=[], help="projected text embeddings (parquet: patient, embedding)")
+    tsne.add_argument("--text", nargs="*", default=[],
+                      help="results/text/{site}_seed{seed}_{encoder}.parquet (projected here, general task)")
+    tsne.add_argument("--projector-dim", type=int, default=None, help="text.projector_dim (needed with --text)")
+    tsne.add_argument("--seed", type=int, default=0, help="split seed of the model (seeds its text projector)")
     tsne.add_argument("--title", required=True)
     tsne.add_argument("--out", required=True)
     tsne.set_defaults(func=run_tsne)
@@ -34,12 +38,12 @@ def run_km(args) -> int:
 def run_tsne(args) -> int:
     import pandas as pd
 
-    from modaltune.plots.tsne import plot_tsne
+    from modaltune.plots.tsne import joint_points, plot_tsne
 
+    if args.text and args.projector_dim is None:
+        raise SystemExit("--text needs --projector-dim (the config's text.projector_dim)")
     cohort = pd.concat([pd.read_parquet(p)[["patient", "site", "subtype"]] for p in args.cohort])
-    embeddings = pd.read_parquet(args.embeddings)
-    points = [embeddings[embeddings["task"] == "general"][["patient", "embedding"]].assign(source="patient")]
-    points += [pd.read_parquet(p)[["patient", "embedding"]].assign(source="text") for p in args.text]
-    points = pd.concat(points).merge(cohort, on="patient").reset_index(drop=True)
+    points = joint_points([pd.read_parquet(p) for p in args.embeddings], cohort,
+                          [pd.read_parquet(p) for p in args.text], args.projector_dim, args.seed)
     plot_tsne(points, args.out, args.title)
     return 0

@@ -27,7 +27,7 @@ def plot_kaplan_meier(predictions: pd.DataFrame, threshold: float, path: str | o
     high = data["risk"].to_numpy() > threshold
     groups = {"high risk": data[high], "low risk": data[~high]}
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
-    for (label, group), colour in zip(groups.items(), ["tab:red", "tab:blue"]):
+    for (label, group), colour in zip(groups.items(), ["tab:red", "tab:blue"], strict=True):
         if len(group):
             KaplanMeierFitter(label=f"{label} (n={len(group)})").fit(
                 group["time_months"], group["event"]

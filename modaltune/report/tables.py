@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +17,10 @@ TASK_TITLES = {"subtype": "Cancer subtype prediction (balanced accuracy)", "surv
 
 
 def collect_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per (experiment, site, seed, task) with the metric value, read from probe JSON files."""
+    """One row per (experiment, source, site, seed, task) with the metric value, read from probe JSON files.
+
+    ``source`` is the site (or "pooled") an out-of-distribution model was trained on, "" for in-domain probes.
+    """
     rows = []
     for path in paths:
         probe = json.loads(Path(path).read_text())
@@ -25,6 +28,7 @@ def collect_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
             rows.append(
                 {
                     "experiment": probe["experiment"],
+                    "source": probe.get("source", ""),
                     "site": probe["site"],
                     "seed": probe["seed"],
                     "task": task,
@@ -32,42 +36,57 @@ def collect_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
                     "value": probe[task][metric],
                 }
             )
-    return pd.DataFrame(rows, columns=["experiment", "site", "seed", "task", "metric", "value"])
+    return pd.DataFrame(rows, columns=["experiment", "source", "site", "seed", "task", "metric", "value"])
 
 
 def results_table(long: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per cell; the `mean` column averages the per-site means of a row."""
+    """Mean and std over seeds per cell; the `overall` column averages the per-site means of a row.
+
+    Rows keep the order in which their experiments first appear in ``long``.
+    """
+    keys = ["task", "experiment", "source"]
     cells = []
-    for (task, experiment, site), group in long.groupby(["task", "experiment", "site"], sort=False):
+    for (task, experiment, source, site), group in long.groupby([*keys, "site"], sort=False):
         mean, std = summarise_seeds(group["value"].tolist())
-        cells.append({"task": task, "experiment": experiment, "site": site, "mean": mean, "std": std,
-                      "seeds": len(group)})
+        cells.append({"task": task, "experiment": experiment, "source": source, "site": site, "mean": mean,
+                      "std": std, "seeds": len(group)})
     cells = pd.DataFrame(cells)
-    overall = cells.groupby(["task", "experiment"], sort=False)["mean"].mean().rename("overall").reset_index()
-    return cells.merge(overall, on=["task", "experiment"])
+    overall = cells.groupby(keys, sort=False)["mean"].mean().rename("overall").reset_index()
+    return cells.merge(overall, on=keys)
 
 
-def _formatted(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def row_label(experiment: str, source: str, labels: Mapping[str, str] | None = None) -> str:
+    """The table's row name: the experiment's label, plus the training site of an out-of-distribution model."""
+    label = (labels or {}).get(experiment, experiment)
+    return f"{label} (trained on {source})" if source else label
+
+
+def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> dict[str, pd.DataFrame]:
     blocks = {}
     for task in TASK_METRICS:
         rows = table[table["task"] == task]
         if rows.empty:
             continue
-        text = rows.assign(cell=[f"{m:.3f} ± {s:.3f}" for m, s in zip(rows["mean"], rows["std"])])
-        wide = text.pivot(index="experiment", columns="site", values="cell")
-        wide["Mean"] = rows.groupby("experiment")["overall"].first().map("{:.3f}".format)
-        blocks[task] = wide.reset_index().rename(columns={"experiment": "Experiment"})
+        rows = rows.assign(
+            cell=[f"{m:.3f} ± {s:.3f}" for m, s in zip(rows["mean"], rows["std"], strict=True)],
+            row=[row_label(e, s, labels) for e, s in zip(rows["experiment"], rows["source"], strict=True)],
+        )
+        order = list(dict.fromkeys(rows["row"]))
+        wide = rows.pivot(index="row", columns="site", values="cell").reindex(order).fillna("–")
+        wide["Mean"] = rows.groupby("row", sort=False)["overall"].first().reindex(order).map("{:.3f}".format)
+        blocks[task] = wide.reset_index().rename(columns={"row": "Method"}).rename_axis(columns=None)
     return blocks
 
 
-def write_tables(table: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
-    """Write ``{stem}.csv`` (numbers), ``{stem}.md`` and ``{stem}.html`` (one block per task)."""
+def write_tables(table: pd.DataFrame, stem: str | os.PathLike, labels: Mapping[str, str] | None = None) -> list[Path]:
+    """Write ``{stem}.csv`` (numbers), ``{stem}.md`` and ``{stem}.html`` (one block per task, rows named by
+    ``labels``: experiment name -> label)."""
     stem = Path(stem)
     written = []
     with atomic_path(stem.with_suffix(".csv")) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     written.append(stem.with_suffix(".csv"))
-    blocks = _formatted(table)
+    blocks = _formatted(table, labels)
     markdown = "\n\n".join(f"### {TASK_TITLES[t]}\n\n{b.to_markdown(index=False)}" for t, b in blocks.items())
     with atomic_path(stem.with_suffix(".md")) as tmp:
         tmp.write_text(markdown + "\n")

@@ -65,9 +65,15 @@ wildcard_constraints:
 
 
 def slide_batches(size):
-    """All slides in batches of `size`, in a fixed order, for rules that amortise start-up over several slides."""
-    slides = sorted(SLIDE_FILE)
-    return [slides[start : start + size] for start in range(0, len(slides), size)]
+    """All slides in batches of `size`, in a fixed order, for rules that amortise start-up over several slides.
+
+    A batch never mixes sites, so a site's target (`results/sites/{site}.done`) runs no other site's jobs.
+    """
+    batches = []
+    for site in SITES:
+        slides = sorted(slides_of(site))
+        batches += [slides[start : start + size] for start in range(0, len(slides), size)]
+    return batches
 
 
 def slides_of(site):
@@ -106,17 +112,23 @@ def all_targets(wildcards):
 def site_targets(wildcards):
     """The outputs of `all` that belong to one site, for `rule site` (results/sites/{site}.done).
 
-    A path belongs to a site when one of its folders is the site, its file name starts with `<site>.` or
-    `<site>_`, or its file stem is one of the site's slides. Shared outputs (the pathway table, the results
-    tables) belong to no site; a site's jobs still build them when they need them as inputs.
+    A path belongs to a site when it names that site and no other: one of its folders is the site, or its file
+    name starts with `<site>.` or `<site>_`, or its file stem is one of the site's slides. Shared outputs (the
+    pathway table, the results tables) and cross-site ones (out-of-distribution runs, and everything of a pooled
+    experiment, whose model is trained on every site) are left to `all`; a site's jobs still build shared files
+    they need as inputs.
     """
     site, slides = wildcards.site, set(slides_of(wildcards.site))
-    return [path for path in all_targets(wildcards) if _belongs_to_site(Path(path), site, slides)]
+    others = [other for other in SITES if other != site]
+    pooled = {name for name, experiment in config.get("experiments", {}).items() if experiment.get("pooled")}
+    return [
+        path
+        for path in all_targets(wildcards)
+        if (_names_site(Path(path), site) or Path(path).name.rsplit(".", 1)[0] in slides)
+        and not any(_names_site(Path(path), other) for other in others)
+        and not pooled.intersection(Path(path).parts)
+    ]
 
 
-def _belongs_to_site(path, site, slides):
-    return (
-        site in path.parent.parts
-        or path.name.startswith((f"{site}.", f"{site}_"))
-        or path.name.rsplit(".", 1)[0] in slides
-    )
+def _names_site(path, site):
+    return site in path.parent.parts or path.name.startswith((f"{site}.", f"{site}_"))

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Start a single-node SLURM cluster on this machine for the workflow tests (Debian slurm-wlm + munge).
+#
+#   tests/slurm/start_cluster.sh STATE_DIR      # installs the packages when missing, then starts the daemons
+#   tests/slurm/stop_cluster.sh STATE_DIR       # stops exactly the daemons this script started
+#
+# Daemon state, spool, pid and log files live in STATE_DIR. /etc/slurm/slurm.conf is (re)written for this host
+# because `srun` inside a job reads that default path whatever SLURM_CONF says. Accounting is off, so sacct and
+# sacctmgr do not work: runs use `--slurm-status-command squeue` and no account.
+# Exit status 3 means SLURM cannot be installed here (not root, or no apt-get); the pytest fixture skips on it.
+# On success the last line on stdout is `PARTITION=<name>`.
+set -euo pipefail
+
+STATE_DIR=${1:?usage: start_cluster.sh STATE_DIR}
+PARTITION=modaltune
+mkdir -p "$STATE_DIR"
+STATE_DIR=$(cd "$STATE_DIR" && pwd)
+
+have_slurm() { command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
+  && command -v munged >/dev/null; }
+
+if ! have_slurm; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "cannot install SLURM: slurm-wlm/munge are missing and this user is not root" >&2; exit 3
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "cannot install SLURM: slurm-wlm/munge are missing and there is no apt-get (not Debian/Ubuntu)" >&2; exit 3
+  fi
+  echo "installing slurm-wlm and munge with apt-get" >&2
+  started=$(date +%s)
+  # Keep the packages' init scripts from starting daemons with their default config (Docker images ship this
+  # policy file; a bare machine may not).
+  created_policy=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && created_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends slurm-wlm munge >&2; }; then
+    [[ $created_policy -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
+    echo "cannot install SLURM: apt-get install slurm-wlm munge failed (no package mirror reachable?)" >&2; exit 3
+  fi
+  [[ $created_policy -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
+  echo "installed slurm-wlm and munge in $(( $(date +%s) - started )) s" >&2
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "cannot start SLURM: the daemons and /etc/slurm/slurm.conf need root" >&2; exit 3
+fi
+
+# munge authenticates every SLURM message. Reuse a running munged; otherwise start one and remember its pid.
+if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+  [[ -s /etc/munge/munge.key ]] || mungekey --create --keyfile=/etc/munge/munge.key
+  chown munge:munge /etc/munge/munge.key 2>/dev/null || true
+  chmod 400 /etc/munge/munge.key
+  mkdir -p /run/munge /var/log/munge /var/lib/munge
+  munged --force --pid-file="$STATE_DIR/munged.pid"
+  for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
+for daemon in slurmctld slurmd; do
+  if pid=$(pgrep -x "$daemon"); then
+    echo "$daemon is already running (pid $pid): stop that cluster first (tests/slurm/stop_cluster.sh STATE_DIR)" >&2
+    exit 1
+  fi
+done
+
+HOST=$(hostname -s)
+# The node line as slurmd detects this machine (CPUs, sockets, cores, threads, RealMemory): a node declared
+# with more CPUs or memory than slurmd finds is drained.
+# NodeAddr/SlurmctldHost addresses: the daemons talk over loopback even where the hostname does not resolve.
+NODE_LINE=$(slurmd -C | head -n 1 | sed "s/^NodeName=[^ ]*/NodeName=$HOST NodeAddr=127.0.0.1/")
+mkdir -p /etc/slurm "$STATE_DIR/state" "$STATE_DIR/spool"
+cat > /etc/slurm/slurm.conf <<CONF
+# Written by modaltune tests/slurm/start_cluster.sh for a single-node test cluster; state in $STATE_DIR
+ClusterName=modaltune-test
+SlurmctldHost=$HOST(127.0.0.1)
+AuthType=auth/munge
+SlurmUser=root
+StateSaveLocation=$STATE_DIR/state
+SlurmdSpoolDir=$STATE_DIR/spool
+SlurmctldPidFile=$STATE_DIR/slurmctld.pid
+SlurmdPidFile=$STATE_DIR/slurmd.pid
+SlurmctldLogFile=$STATE_DIR/slurmctld.log
+SlurmdLogFile=$STATE_DIR/slurmd.log
+SlurmctldDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$STATE_DIR/jobcomp.txt
+MinJobAge=3600
+ReturnToService=2
+$NODE_LINE State=UNKNOWN
+PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+
+started=$(date +%s)
+slurmctld
+slurmd
+for _ in $(seq 120); do
+  state=$(sinfo --noheader --partition "$PARTITION" --format %T 2>/dev/null || true)
+  [[ $state == idle ]] && break
+  sleep 0.5
+done
+if [[ $state != idle ]]; then
+  echo "SLURM node did not become idle (state: '${state:-no answer}'); logs in $STATE_DIR" >&2
+  tail -n 20 "$STATE_DIR/slurmctld.log" "$STATE_DIR/slurmd.log" >&2 || true
+  exit 1
+fi
+echo "SLURM node $HOST idle in partition $PARTITION after $(( $(date +%s) - started )) s" >&2
+echo "PARTITION=$PARTITION"

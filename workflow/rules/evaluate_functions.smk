@@ -1,0 +1,142 @@
+# Functions and settings of the evaluation, figure and report rules (evaluate.smk, figures.smk, report.smk),
+# kept apart from the rules as the linter asks.
+
+EVALUATION = config["evaluation"]
+FROZEN = EVALUATION["frozen_baseline"]
+SEEDS = config["cohort"]["seeds"]
+FIGURE_SEED = SEEDS[0] if EVALUATION["figure_seed"] is None else EVALUATION["figure_seed"]
+
+if FROZEN["name"] in EXPERIMENTS:
+    raise WorkflowError(
+        f"evaluation.frozen_baseline.name '{FROZEN['name']}' is also an experiment name; rename one of them"
+    )
+if FIGURE_SEED not in SEEDS:
+    raise WorkflowError(f"evaluation.figure_seed {FIGURE_SEED} is not one of cohort.seeds {SEEDS}")
+
+
+def probed_sites():
+    """{experiment: sites} of every in-domain probe, the frozen baseline first (the table's first row)."""
+    probed = {FROZEN["name"]: list(SITES)} if FROZEN["enabled"] else {}
+    probed.update({experiment: experiment_sites(experiment) for experiment in EXPERIMENTS})
+    return probed
+
+
+def _ood_runs():
+    """(experiment, source, target) of every out-of-distribution run, checked against the experiments."""
+    runs = []
+    for index, run in enumerate(EVALUATION["ood"]):
+        where = f"evaluation.ood[{index}]"
+        experiment, source = run["experiment"], run["source"]
+        if experiment not in EXPERIMENTS:
+            raise WorkflowError(f"{where}: unknown experiment '{experiment}' (experiments: {list(EXPERIMENTS)})")
+        trained_on = experiment_sites(experiment)
+        expected = [POOLED] if EXPERIMENTS[experiment]["pooled"] else trained_on
+        if source not in expected:
+            raise WorkflowError(f"{where}: source '{source}' is not a model of experiment '{experiment}' "
+                                f"(its models: {expected})")
+        for target in run["targets"]:
+            if target not in SITES:
+                raise WorkflowError(f"{where}: target '{target}' is not a configured site ({list(SITES)})")
+            if target in (trained_on if source == POOLED else [source]):
+                raise WorkflowError(f"{where}: the model of '{experiment}' ({source}) was trained on '{target}'; "
+                                    "an out-of-distribution target must be a site it has not seen")
+            runs.append((experiment, source, target))
+    return runs
+
+
+OOD_RUNS = _ood_runs()
+
+
+def frozen_inputs(wildcards):
+    inputs = site_inputs([wildcards.site], wildcards.seed, with_text=False)
+    if config["slide_encoder"]["weights"]:
+        inputs["slide_encoder_weights"] = config["slide_encoder"]["weights"]
+    return inputs
+
+
+def frozen_sections():
+    """The config sections `modaltune embed-frozen` reads, as one JSON object."""
+    names = ("slide_encoder", "training", "features", "evaluation")
+    return json.dumps({name: config[name] for name in names}, sort_keys=True)
+
+
+def ood_inputs(wildcards):
+    inputs = site_inputs([wildcards.site], wildcards.seed, with_text=False)
+    folder = ood_model_folder(wildcards)
+    inputs.update(model=f"{folder}/model.safetensors", model_config=f"{folder}/config.json")
+    return inputs
+
+
+def ood_model_folder(wildcards):
+    return f"results/models/{wildcards.experiment}/{wildcards.source}/seed{wildcards.seed}"
+
+
+def probe_files():
+    """In-domain probe files, frozen baseline first, then the experiments in config order."""
+    return [
+        f"results/probes/{experiment}/{site}/seed{seed}.json"
+        for experiment, sites in probed_sites().items()
+        for site in sites
+        for seed in SEEDS
+    ]
+
+
+def ood_probe_files():
+    return [
+        f"results/ood/probes/{experiment}/{source}/{target}/seed{seed}.json"
+        for experiment, source, target in OOD_RUNS
+        for seed in SEEDS
+    ]
+
+
+# ---- figures ----
+
+def tsne_inputs(wildcards):
+    experiment = wildcards.experiment
+    sites = probed_sites()[experiment]
+    inputs = {
+        "embeddings": [f"results/embeddings/{experiment}/{site}/seed{FIGURE_SEED}.parquet" for site in sites],
+        "cohort": [f"results/cohort/{site}.parquet" for site in sites],
+    }
+    # Trained models' outputs share the projected text's space; the frozen encoder's do not.
+    with_text = experiment in EXPERIMENTS
+    inputs["text"] = [f"results/text/{s}_seed{FIGURE_SEED}_{TEXT_ENCODER}.parquet" for s in sites if with_text]
+    return inputs
+
+
+def tsne_title(wildcards):
+    label = EVALUATION["labels"].get(wildcards.experiment, wildcards.experiment)
+    with_text = " with projected text" if wildcards.experiment in EXPERIMENTS else ""
+    return f"{label}: patient embeddings{with_text} (seed {FIGURE_SEED})"
+
+
+def figure_targets():
+    probed = probed_sites()
+    return [f"results/figures/km/{e}/{site}.png" for e, sites in probed.items() for site in sites] + [
+        f"results/figures/tsne/{e}.png" for e in probed
+    ]
+
+
+# ---- tables ----
+
+def table_labels():
+    return json.dumps(EVALUATION["labels"], sort_keys=True)
+
+
+def ood_table_probes():
+    """The frozen baseline on each target site (paper Table 3's `LP` row), then the out-of-distribution runs."""
+    targets = list(dict.fromkeys(target for _, _, target in OOD_RUNS))
+    baseline = [
+        f"results/probes/{FROZEN['name']}/{target}/seed{seed}.json"
+        for target in targets
+        for seed in SEEDS
+        if FROZEN["enabled"]
+    ]
+    return baseline + ood_probe_files()
+
+
+def table_targets():
+    tables = [f"results/tables/results.{suffix}" for suffix in ("csv", "md", "html")]
+    if OOD_RUNS:
+        tables += [f"results/tables/ood.{suffix}" for suffix in ("csv", "md", "html")]
+    return tables

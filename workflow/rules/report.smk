@@ -1,0 +1,52 @@
+# Reported tables (paper Tables 2 and 3): a block per task, a row per method, a column per site plus the mean,
+# mean ± std over the split seeds. `snakemake --report results/report.html` gathers them with the figures.
+
+
+report: "../report/workflow.rst"
+
+
+rule results_table:
+    input:
+        probe_files(),
+    output:
+        csv="results/tables/results.csv",
+        markdown="results/tables/results.md",
+        html=report("results/tables/results.html", caption="../report/results_table.rst", category="Tables"),
+    log:
+        "results/logs/results_table/results.log",
+    params:
+        labels=table_labels(),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    localrule: True
+    conda:
+        "../envs/base.yaml"
+    shell:
+        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+
+
+rule ood_table:
+    input:
+        ood_table_probes(),
+    output:
+        csv="results/tables/ood.csv",
+        markdown="results/tables/ood.md",
+        html=report("results/tables/ood.html", caption="../report/ood_table.rst", category="Tables"),
+    log:
+        "results/logs/ood_table/ood.log",
+    params:
+        labels=table_labels(),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    localrule: True
+    conda:
+        "../envs/base.yaml"
+    shell:
+        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+
+
+TARGETS.append(table_targets)
