@@ -10,15 +10,7 @@ FEATURES_PARAMS = section_json("features")
 FEATURE_FILE = f"results/features/{FEATURES['encoder']}/{{slide}}.h5"
 
 
-def feature_file(slide):
-    return FEATURE_FILE.format(slide=slide)
-
-
-def feature_gpus():
-    """A GPU for real encoders unless the config pins the CPU; the tiny demo encoder runs on the CPU."""
-    if FEATURES["device"] == "cpu":
-        return 0
-    return 1 if FEATURES["device"].startswith("cuda") or FEATURE_ENCODER.gpu_recommended else 0
+include: "features_functions.smk"
 
 
 if FEATURES["precomputed_dir"]:
@@ -93,10 +85,3 @@ else:
             shell:
                 "modaltune extract --slide {input.slides:q} --tiles {input.tiles:q} --out {output:q} "
                 "--threads {threads} --params {params.section:q} > {log:q} 2>&1"
-
-
-def feature_targets():
-    return [feature_file(slide) for slide in SLIDE_FILE]
-
-
-TARGETS.append(feature_targets)

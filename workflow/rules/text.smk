@@ -4,16 +4,7 @@
 TEXT_ENCODER = config["text"]["encoder"]
 
 
-def text_seeds():
-    return config["cohort"]["seeds"]
-
-
-def text_encoder_files(wildcards):
-    """CONCH's local files as inputs, so a missing one stops the run before any job starts."""
-    if wildcards.text_encoder == "conch":
-        conch = config["text"]["conch"]
-        return [path for path in (conch["checkpoint"], conch["tokenizer"]) if path]
-    return []
+include: "text_functions.smk"
 
 
 rule prompts:
@@ -61,15 +52,3 @@ rule embed_text:
     shell:
         "modaltune embed-text --prompts {input.prompts} --encoder {wildcards.text_encoder} --out {output} "
         "--params {params.section:q} > {log} 2>&1"
-
-
-def text_targets():
-    return expand(
-        "results/text/{site}_seed{seed}_{text_encoder}.parquet",
-        site=list(SITES),
-        seed=text_seeds(),
-        text_encoder=TEXT_ENCODER,
-    )
-
-
-TARGETS.append(text_targets)

@@ -1,0 +1,25 @@
+# Helpers of rules/text.smk: seeds, encoder input files, targets.
+
+
+def text_seeds():
+    return config["cohort"]["seeds"]
+
+
+def text_encoder_files(wildcards):
+    """CONCH's local files as inputs, so a missing one stops the run before any job starts."""
+    if wildcards.text_encoder == "conch":
+        conch = config["text"]["conch"]
+        return [path for path in (conch["checkpoint"], conch["tokenizer"]) if path]
+    return []
+
+
+def text_targets():
+    return expand(
+        "results/text/{site}_seed{seed}_{text_encoder}.parquet",
+        site=list(SITES),
+        seed=text_seeds(),
+        text_encoder=TEXT_ENCODER,
+    )
+
+
+TARGETS.append(text_targets)
