@@ -32,7 +32,7 @@ Planted signal (so that a multimodal model can beat either modality alone):
   (``Subtype.pathway_shift``: LUSC up MYC_TARGETS_V1 and GLYCOLYSIS, LUAD up XENOBIOTIC_METABOLISM; KIRC up HYPOXIA
   and ANGIOGENESIS, KIRP up KRAS_SIGNALING_UP, KICH up OXIDATIVE_PHOSPHORYLATION and PEROXISOME).
 - Hazard (exponential survival, baseline median 1800 days, uniform censoring 60-3650 days): log hazard =
-  0.6 x (stage group - 2.5) + 0.6 E2F_TARGETS + 0.4 G2M_CHECKPOINT - 0.5 INTERFERON_GAMMA_RESPONSE + a small
+  0.9 x (stage group - 2.5) + 0.9 E2F_TARGETS + 0.6 G2M_CHECKPOINT - 0.75 INTERFERON_GAMMA_RESPONSE + a small
   subtype term (KIRP -0.3, KICH -0.8, LUSC +0.1). The hazard pathways are independent of subtype, so only
   expression reveals them; stage also shows on the slides (nuclei denser and larger with stage, ``severity``),
   including for patients whose recorded stage is missing.

@@ -19,12 +19,12 @@ from modaltune.synth.pathways import PATHWAYS
 
 DAYS_PER_YEAR = 365.25
 BASELINE_MEDIAN_DAYS = 1800.0
-STAGE_LOG_HAZARD = 0.6  # per AJCC stage group (I..IV)
+STAGE_LOG_HAZARD = 0.9  # per AJCC stage group (I..IV)
 # Hazard pathways: independent of subtype, so expression adds prognostic information the slides lack.
 RISK_PATHWAYS = {
-    "HALLMARK_E2F_TARGETS": 0.6,
-    "HALLMARK_G2M_CHECKPOINT": 0.4,
-    "HALLMARK_INTERFERON_GAMMA_RESPONSE": -0.5,
+    "HALLMARK_E2F_TARGETS": 0.9,
+    "HALLMARK_G2M_CHECKPOINT": 0.6,
+    "HALLMARK_INTERFERON_GAMMA_RESPONSE": -0.75,
 }
 SLIDE_GLOB = "*.svs"
 
