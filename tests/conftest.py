@@ -12,3 +12,14 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real TCGA tables not found at {REAL_DATA} (shared/ folder absent beside the project)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: a second OpenMP thread only adds synchronisation (dozens of times slower on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -53,7 +53,7 @@ def run_extract(args: argparse.Namespace) -> int:
     encoder = create_encoder(
         params["encoder"], weights=params["weights"], device=params["device"], precision=params["precision"]
     )
-    for slide, tiles, out in zip(args.slide, args.tiles, args.out):
+    for slide, tiles, out in zip(args.slide, args.tiles, args.out, strict=True):
         result = extract_slide(slide, tiles, out, encoder, batch_size=params["batch_size"], workers=params["workers"])
         rate = result.tiles / result.seconds if result.seconds > 0 else 0.0
         log.info("%s: %d tiles in %.1f s (%.1f tiles/s) -> %s", slide, result.tiles, result.seconds, rate, out)

@@ -14,13 +14,7 @@ PATHWAYS = [[0, 1, 2], [2, 3], [4], [1, 5, 6, 7, 8], [9, 0]]  # gene 0, 1, 2 sha
 N_GENES = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds synchronisation (dozens of times slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -24,13 +24,7 @@ TILE_DIM = SLIDE_ENCODERS["tiny"].in_chans
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds synchronisation (dozens of times slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ---- bags --------------------------------------------------------------------------------------------------------
 def cells(xy, grid_px=256):
