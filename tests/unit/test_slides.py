@@ -37,8 +37,8 @@ DEMO_SLIDES = {
     "kirc_20x": ("RCC", "tissue", 0.5, "KIRC"),
     "lusc_40x": ("NSCLC", "tissue", 0.25, "LUSC"),
     "pen_40x": ("NSCLC", "pen", 0.25, None),
-    "pen_kich": ("RCC", "pen", 0.25, "KICH"),
-    "empty": ("NSCLC", "empty", 0.5, None),
+    "pen_pale": ("RCC", "pen", None, None),  # pen ink on pale renal tissue
+    "empty": ("NSCLC", "empty", None, None),
     "corrupt": ("NSCLC", "corrupt", None, None),
 }
 
@@ -91,7 +91,7 @@ def _glass_marks(slide, true):
     return (np.abs(image - np.array(BACKGROUND_RGB, np.int16)).max(axis=-1) > 60) & ~near_tissue
 
 
-@pytest.mark.parametrize("name", ["kirc_40x", "kirc_20x", "lusc_40x", "pen_40x", "pen_kich"])
+@pytest.mark.parametrize("name", ["kirc_40x", "kirc_20x", "lusc_40x", "pen_40x", "pen_pale"])
 def test_detection_matches_true_mask_and_excludes_pen_and_dust(slides, name):
     path, mask_path = slides[name]
     true = _true_mask(mask_path)
@@ -100,7 +100,7 @@ def test_detection_matches_true_mask_and_excludes_pen_and_dust(slides, name):
         marks = _glass_marks(slide, true)
     iou = (detected & true).sum() / (detected | true).sum()
     assert iou >= 0.9, f"{name}: IoU {iou:.3f}"
-    assert marks.sum() > (500 if name.startswith("pen") else 20)  # the stroke / the specks are there
+    assert marks.sum() > (500 if name.startswith("pen") else 10)  # the stroke / the specks are there
     assert (detected & marks).sum() == 0
 
 
@@ -228,7 +228,8 @@ def test_empty_slide_gives_an_empty_table_and_a_warning(slides, tmp_path, caplog
         status = tile_slide(path, tmp_path / "e.parquet", tmp_path / "e.png", TilingSettings.from_config({}))
     tiles, meta = read_parquet(tmp_path / "e.parquet")
     assert len(tiles) == 0 and list(tiles.columns) == ["x", "y", "tissue"]
-    assert status.status == meta["status"] == "no_tissue" and meta["tile_px_level0"] == 256  # a 20x slide
+    assert status.status == meta["status"] == "no_tissue"
+    assert meta["tile_px_level0"] == round(256 * 0.5 / meta["slide_mpp"])  # 256 px at 0.5 um/px
     assert any("no tile reaches" in record.getMessage() for record in caplog.records)
 
 

@@ -149,7 +149,7 @@ def test_demo_site_inputs_is_a_pure_plan(tmp_path):
         assert files == [f"{tmp_path}/{site}/slides/{slide}.svs" for slide in ids]
         assert all(re.fullmatch(r"TCGA-\w\w-\w{4}-01Z-00-DX[12]\.[0-9A-F-]{36}", slide) for slide in ids)
         plan = plan_site(site, config)
-        assert 40 <= len(plan.patients) <= 50
+        assert len(plan.patients) == config["patients_per_site"] and 40 <= len(plan.patients) <= 80
         kinds = [slide.kind for slide in plan.slides]
         assert (kinds.count("pen"), kinds.count("empty"), kinds.count("corrupt")) == (1, 1, 1)
         for patient in plan.patients:  # every patient keeps a readable slide with tissue
