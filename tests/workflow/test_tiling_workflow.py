@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 SITE = "NSCLC"
 # One site, the schema's minimum of patients: about a dozen slides including the empty and the corrupt one.
-DEMO_OVERRIDE = {"demo": {"sites": [SITE], "patients_per_site": 10}}
+# one site: no out-of-distribution pairs (the demo config runs NSCLC <-> RCC)
+DEMO_OVERRIDE = {"demo": {"sites": [SITE], "patients_per_site": 10}, "evaluation": {"ood": []}}
 
 pytestmark = pytest.mark.workflow
 
