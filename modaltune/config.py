@@ -66,6 +66,13 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def section_from_json(name: str, raw: str) -> dict[str, Any]:
+    """One config section handed to a `modaltune` command as JSON (`--params`), validated with defaults filled."""
+    import json
+
+    return validate({name: json.loads(raw)})[name]
+
+
 def _one_line(error: jsonschema.ValidationError) -> str:
     where = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+
+from modaltune.config import section_from_json
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imported.set_defaults(func=run_import)
 
 
-def _section(raw: str) -> dict:
-    from modaltune.config import validate
-
-    return validate({"features": json.loads(raw)})["features"]
-
-
 def run_extract(args: argparse.Namespace) -> int:
-    params = _section(args.params)
+    params = section_from_json("features", args.params)
     if not len(args.slide) == len(args.tiles) == len(args.out):
         raise SystemExit("modaltune extract: give as many --tiles and --out files as --slide files")
     import torch
@@ -63,7 +58,7 @@ def run_extract(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from .files import import_features
 
-    params = _section(args.params)
+    params = section_from_json("features", args.params)
     tiles = import_features(
         args.source, args.out, encoder=params["encoder"], tile_px_level0=params["precomputed_tile_px_level0"]
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from modaltune.config import section_from_json
 
 
 def register(subparsers) -> None:
@@ -24,20 +24,14 @@ def register(subparsers) -> None:
     pathways.set_defaults(func=_pathways)
 
 
-def _demo_section(params: str) -> dict:
-    import modaltune.config
-
-    return modaltune.config.validate({"demo": json.loads(params)})["demo"]
-
-
 def _site(args) -> None:
     from modaltune.synth.generate import build_site
 
     tables = {"clinical": args.clinical, "rna": args.rna, "truth": args.truth}
-    build_site(args.site, _demo_section(args.params), tables, args.slides)
+    build_site(args.site, section_from_json("demo", args.params), tables, args.slides)
 
 
 def _pathways(args) -> None:
     from modaltune.synth.tables import write_pathways
 
-    write_pathways(args.output, _demo_section(args.params))
+    write_pathways(args.output, section_from_json("demo", args.params))

@@ -7,6 +7,7 @@ can list the slides at DAG time (:func:`demo_site_inputs`) and the generating jo
 from __future__ import annotations
 
 import math
+import os
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -190,6 +191,22 @@ class SlidePlan:
     appearance: str
     severity: float
     tissue_fraction: float
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write this slide (and its true mask beside it); returns the mask path."""
+        from modaltune.synth.slides import write_slide  # cv2 and tifffile: not needed to plan at DAG time
+
+        return write_slide(
+            path,
+            seed=self.seed,
+            width=self.width,
+            height=self.height,
+            mpp=self.mpp,
+            kind=self.kind,
+            subtype=self.appearance,
+            tissue_fraction=self.tissue_fraction,
+            severity=self.severity,
+        )
 
 
 @dataclass

@@ -9,7 +9,6 @@ from typing import Any
 from tqdm import tqdm
 
 from modaltune.synth.cohort import plan_site
-from modaltune.synth.slides import write_slide
 from modaltune.synth.tables import write_site_tables
 
 log = logging.getLogger(__name__)
@@ -33,14 +32,4 @@ def build_site(site: str, demo: dict[str, Any], tables: dict[str, str], slide_fi
         "%s: %d patients, tables written to %s", site, len(plan.patients), Path(tables["clinical"]).parent
     )
     for slide, path in zip(tqdm(plan.slides, desc=f"{site} slides", unit="slide"), slide_files, strict=True):
-        write_slide(
-            path,
-            seed=slide.seed,
-            width=slide.width,
-            height=slide.height,
-            mpp=slide.mpp,
-            kind=slide.kind,
-            subtype=slide.appearance,
-            tissue_fraction=slide.tissue_fraction,
-            severity=slide.severity,
-        )
+        slide.write(path)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+
+from modaltune.config import section_from_json
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     probe.set_defaults(func=run_probe)
 
 
-def _section(args: argparse.Namespace) -> dict:
-    from modaltune.config import validate
-
-    return validate({"text": json.loads(args.params)})["text"]
-
-
 def run_prompts(args: argparse.Namespace) -> int:
     from modaltune.io import read_parquet, write_parquet
     from modaltune.text.prompts import prompts_for_seed
 
-    params = _section(args)
+    params = section_from_json("text", args.params)
     cohort, _ = read_parquet(args.cohort)
     splits, _ = read_parquet(args.splits)
     result = prompts_for_seed(cohort, splits, args.site, args.seed, params["duration_bins"], params["site_words"])
@@ -58,7 +53,7 @@ def run_embed(args: argparse.Namespace) -> int:
     from modaltune.io import read_parquet, write_parquet
     from modaltune.text.encoders import create_text_encoder, embed_prompts
 
-    params = _section(args)
+    params = section_from_json("text", args.params)
     prompts, meta = read_parquet(args.prompts)
     options = dict(params.get(args.encoder, {}), device=params["device"])
     encoder = create_text_encoder(args.encoder, **options)
@@ -73,7 +68,7 @@ def run_probe(args: argparse.Namespace) -> int:
     from modaltune.io import read_parquet
     from modaltune.text.probe import summarise, text_probe
 
-    params = _section(args)
+    params = section_from_json("text", args.params)
     cohort, _ = read_parquet(args.cohort)
     splits, _ = read_parquet(args.splits)
     by_seed = {}

@@ -26,7 +26,7 @@ from modaltune.slides import (
     write_failed_slides,
 )
 from modaltune.synth.cohort import plan_site
-from modaltune.synth.slides import BACKGROUND_RGB, write_slide
+from modaltune.synth.slides import BACKGROUND_RGB
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,17 +57,7 @@ def slides(tmp_path_factory):
             if slide.kind == kind and mpp in (None, slide.mpp) and subtype in (None, slide.appearance)
         )
         path = folder / f"{name}.svs"
-        mask = write_slide(
-            path,
-            seed=plan.seed,
-            width=plan.width,
-            height=plan.height,
-            mpp=plan.mpp,
-            kind=plan.kind,
-            subtype=plan.appearance,
-            tissue_fraction=plan.tissue_fraction,
-            severity=plan.severity,
-        )
+        mask = plan.write(path)
         written[name] = (path, mask)
     return written
 
