@@ -5,6 +5,7 @@ table), and to plan and print every job; the number of jobs; and the number of S
 groups make of them.
 """
 
+import argparse
 import os
 import re
 import resource
@@ -26,7 +27,9 @@ TOTAL_SLIDES = 11_000
 
 
 def main():
-    scale = TOTAL_SLIDES / sum(SLIDES_PER_SITE.values())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--slides", type=int, default=TOTAL_SLIDES, help="placeholder slides in all sites")
+    scale = parser.parse_args().slides / sum(SLIDES_PER_SITE.values())
     counts = {site: round(count * scale) for site, count in SLIDES_PER_SITE.items()}
     with tempfile.TemporaryDirectory() as tmp:
         placeholders = placeholder_tcga_config(Path(tmp) / "inputs", counts)

@@ -55,7 +55,7 @@ def run_embed_frozen(args) -> int:
     import torch
 
     from modaltune.evaluation.frozen import embed_frozen
-    from modaltune.training.data import SiteFiles
+    from modaltune.training.cli import site_files
 
     params = json.loads(args.params)
     missing = [name for name in FROZEN_SECTIONS if name not in params]
@@ -64,10 +64,8 @@ def run_embed_frozen(args) -> int:
     training = params["training"]
     torch.set_num_threads(training["threads"])
     results = Path(args.results)
-    site = SiteFiles(site=args.site, cohort=results / "cohort" / f"{args.site}.parquet",
-                     splits=results / "cohort" / f"{args.site}_splits.parquet",
-                     omics=results / "omics" / f"{args.site}.parquet")
-    embed_frozen(site, results / "features" / params["features"]["encoder"], args.seed, args.out,
+    site = site_files(results, args.site, args.seed, params["features"]["encoder"], None)
+    embed_frozen(site, args.seed, args.out,
                  slide_encoder=params["slide_encoder"], pool=params["evaluation"]["frozen_baseline"]["pool"],
                  tile_cap=training["tile_cap"], gap_px=training["slide_gap_px"], device=training["device"],
                  precision=training["precision"])

@@ -74,13 +74,13 @@ class FrozenEmbedder:
         return np.stack(rows) if rows else np.zeros((0, self.encoder.config.embed_dim), np.float32)
 
 
-def embed_frozen(site: SiteFiles, features_dir: str | Path, seed: int, out: str | Path, *,
+def embed_frozen(site: SiteFiles, seed: int, out: str | Path, *,
                  slide_encoder: Mapping[str, Any], pool: str, tile_cap: int | None, gap_px: int,
                  device: str = "auto", precision: str = "auto") -> pd.DataFrame:
     """Embed every patient of ``site``'s split for ``seed`` with the frozen slide encoder; write ``out``."""
     encoder = frozen_encoder(slide_encoder, seed)
     grid = encoder.config
-    data = ExperimentData([site], features_dir, seed, BagOptions(tile_cap, gap_px, grid.tile_size, grid.slide_ngrids))
+    data = ExperimentData([site], seed, BagOptions(tile_cap, gap_px, grid.tile_size, grid.slide_ngrids))
     patients = data.patients["patient"].tolist()
     vectors = FrozenEmbedder(encoder, pool, device, precision).transform(data, patients, desc=f"frozen {site.site}")
     frame = pd.DataFrame({

@@ -1,4 +1,5 @@
-"""Tile features: encoder registry (timm), input transforms, batched extraction, feature files.
+"""Tile features: encoder registry (timm), input transforms, batched extraction, feature files and
+per-site feature manifests.
 
 Only the registry (plain data) is imported eagerly; everything else loads on first use, so that the Snakefile and
 `modaltune <command>` start without h5py or torch.
@@ -20,6 +21,8 @@ _LAZY = {
     "import_features": "files",
     "read_features": "files",
     "write_features": "files",
+    "read_manifest": "manifest",
+    "write_manifest": "manifest",
     "Encoder": "encoders",
     "WeightsError": "encoders",
     "create_encoder": "encoders",

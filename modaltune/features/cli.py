@@ -1,4 +1,5 @@
-"""`modaltune extract` (tile features of one slide) and `modaltune import-features` (bring CLAM/TRIDENT files)."""
+"""`modaltune extract` (tile features of one slide), `modaltune import-features` (bring CLAM/TRIDENT files) and
+`modaltune feature-manifest` (list a site's feature files for training)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imported.add_argument("--params", required=True, help="the config's `features` section as JSON")
     imported.set_defaults(func=run_import)
 
+    manifest = subparsers.add_parser(
+        "feature-manifest", help="list a site's feature files with their tile counts (results/features/...manifest)"
+    )
+    manifest.add_argument("--features", required=True, nargs="+", help="the site's feature files {slide}.h5")
+    manifest.add_argument("--encoder", required=True, help="the tile encoder the files come from")
+    manifest.add_argument("--out", required=True, help="manifest to write (.parquet)")
+    manifest.set_defaults(func=run_manifest)
+
 
 def run_extract(args: argparse.Namespace) -> int:
     params = section_from_json("features", args.params)
@@ -63,4 +72,12 @@ def run_import(args: argparse.Namespace) -> int:
         args.source, args.out, encoder=params["encoder"], tile_px_level0=params["precomputed_tile_px_level0"]
     )
     log.info("%s: %d tiles imported -> %s", args.source, tiles, args.out)
+    return 0
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    from .manifest import write_manifest
+
+    manifest = write_manifest(args.features, args.out, args.encoder)
+    log.info("%d slides, %d tiles -> %s", len(manifest), manifest["n_tiles"].sum(), args.out)
     return 0

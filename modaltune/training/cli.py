@@ -40,7 +40,8 @@ def _params(text: str) -> dict:
     return params
 
 
-def site_files(results: Path, site: str, seed: int, text_encoder: str | None):
+def site_files(results: Path, site: str, seed: int, tile_encoder: str, text_encoder: str | None):
+    """A site's input files under `results`, named as the workflow's data contracts name them."""
     from modaltune.training.data import SiteFiles
 
     return SiteFiles(
@@ -48,6 +49,7 @@ def site_files(results: Path, site: str, seed: int, text_encoder: str | None):
         cohort=results / "cohort" / f"{site}.parquet",
         splits=results / "cohort" / f"{site}_splits.parquet",
         omics=results / "omics" / f"{site}.parquet",
+        features=results / "features" / tile_encoder / f"{site}.manifest.parquet",
         text=results / "text" / f"{site}_seed{seed}_{text_encoder}.parquet" if text_encoder else None,
     )
 
@@ -63,10 +65,11 @@ def run_train(args) -> int:
     training = params["training"]
     torch.set_num_threads(training["threads"])
     results = Path(args.results)
-    sites = [site_files(results, site, args.seed, params["text"]["encoder"]) for site in args.sites]
+    sites = [site_files(results, site, args.seed, params["features"]["encoder"], params["text"]["encoder"])
+             for site in args.sites]
     grid = SLIDE_ENCODERS[params["slide_encoder"]["name"]]
     bags = BagOptions(training["tile_cap"], training["slide_gap_px"], grid.tile_size, grid.slide_ngrids)
-    data = ExperimentData(sites, results / "features" / params["features"]["encoder"], args.seed, bags)
+    data = ExperimentData(sites, args.seed, bags)
     train_model(
         data, [files.text for files in sites], results / "omics" / "pathways.parquet",
         model_section=params["model"], slide_encoder_section=params["slide_encoder"], training=training,
@@ -86,7 +89,7 @@ def run_embed(args) -> int:
     training = params["training"]
     torch.set_num_threads(training["threads"])
     results = Path(args.results)
-    embed_site(args.model, site_files(results, args.site, args.seed, None),
-               results / "features" / params["features"]["encoder"], args.seed, args.out,
+    embed_site(args.model, site_files(results, args.site, args.seed, params["features"]["encoder"], None),
+               args.seed, args.out,
                device=training["device"], precision=training["precision"])
     return 0

@@ -35,6 +35,7 @@ class SiteFiles:
     cohort: Path  # results/cohort/{site}.parquet
     splits: Path  # results/cohort/{site}_splits.parquet
     omics: Path  # results/omics/{site}.parquet
+    features: Path  # results/features/{encoder}/{site}.manifest.parquet
     text: Path | None = None  # results/text/{site}_seed{seed}_{text_encoder}.parquet (training only)
 
 
@@ -49,16 +50,18 @@ class BagOptions:
 class ExperimentData:
     """Patients (one row each: patient, site, split, subtype_class, slides), raw genes and feature files."""
 
-    def __init__(self, sites: Sequence[SiteFiles], features_dir: str | Path, seed: int,
-                 bag_options: BagOptions = BagOptions()):
+    def __init__(self, sites: Sequence[SiteFiles], seed: int, bag_options: BagOptions = BagOptions()):
+        from modaltune.features import read_manifest
+
         self.sites = list(sites)
         self.seed = seed
-        self.features_dir = Path(features_dir)
         self.bag_options = bag_options
-        tables, gene_tables = [], []
+        tables, gene_tables, manifests = [], [], []
         for files in self.sites:
             tables.append(_site_patients(files, seed))
             gene_tables.append(pd.read_parquet(files.omics).set_index("patient"))
+            manifests.append(_site_manifest(files, tables[-1], read_manifest(files.features)))
+        self.slides = pd.concat(manifests)
         patients = pd.concat(tables, ignore_index=True)
         duplicated = patients["patient"][patients["patient"].duplicated()]
         if len(duplicated):
@@ -70,7 +73,7 @@ class ExperimentData:
                                  "the same gene set (rebuild results/omics with one pathways.parquet)")
         self.genes = pd.concat(gene_tables)
         no_rna = ~patients["patient"].isin(self.genes.index)
-        patients["n_tiles"] = [sum(self._tile_count(s) for s in slides) for slides in patients["slides"]]
+        patients["n_tiles"] = [int(self.slides.loc[slides, "n_tiles"].sum()) for slides in patients["slides"]]
         no_tiles = patients["n_tiles"] == 0
         self.excluded = {
             "no_rna": sorted(patients.loc[no_rna, "patient"]),
@@ -85,17 +88,7 @@ class ExperimentData:
                              f"{[str(f.splits) for f in self.sites]}")
 
     def feature_path(self, slide: str) -> Path:
-        return self.features_dir / f"{slide}.h5"
-
-    def _tile_count(self, slide: str) -> int:
-        import h5py
-
-        path = self.feature_path(slide)
-        if not path.is_file():
-            raise FileNotFoundError(f"feature file of slide {slide} not found: {path}; run the extract rule first")
-        with h5py.File(path, "r") as handle:
-            shape = handle["features"].shape
-        return int(shape[-2]) if len(shape) >= 2 else 0
+        return self.slides.at[slide, "path"]
 
     def split_patients(self, split: str) -> list[str]:
         return self.patients.loc[self.patients["split"] == split, "patient"].tolist()
@@ -119,6 +112,16 @@ class ExperimentData:
                         grid_cells=options.grid_cells)
         keep = cap_indices(len(bag), options.tile_cap, generator)
         return Bag(patient, bag.features[keep], bag.coords[keep], bag.slides)
+
+
+def _site_manifest(files: SiteFiles, patients: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest rows of the site's patients' slides; every such slide must be listed."""
+    slides = [slide for slides in patients["slides"] for slide in slides]
+    missing = sorted(set(slides) - set(manifest.index))
+    if missing:
+        raise ValueError(f"{files.features}: no feature file listed for slide(s) {missing[:5]} of site {files.site} "
+                         f"({len(missing)} in all); rebuild the manifest (snakemake {files.features})")
+    return manifest.loc[slides]
 
 
 def _site_patients(files: SiteFiles, seed: int) -> pd.DataFrame:

@@ -44,13 +44,13 @@ def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> t
     return model.to(device).eval(), config, GeneScaler.from_state_dict(config["gene_scaler"])
 
 
-def embed_site(model_dir: str | Path, site: SiteFiles, features_dir: str | Path, seed: int, out: str | Path, *,
+def embed_site(model_dir: str | Path, site: SiteFiles, seed: int, out: str | Path, *,
                device: str = "auto", precision: str = "auto") -> pd.DataFrame:
     """Embed every patient of ``site``'s split for ``seed`` with the model in ``model_dir``; write ``out``."""
     device = resolve_device(device)
     model, config, scaler = load_trained(model_dir, device)
     grid = model.encoder.config
-    data = ExperimentData([site], features_dir, seed,
+    data = ExperimentData([site], seed,
                           BagOptions(config["tile_cap"], config["gap_px"], grid.tile_size, grid.slide_ngrids))
     embedder = Embedder(model, data, scaler.transform(data.genes), device, precision)
     patients = data.patients["patient"].tolist()

@@ -9,7 +9,7 @@ import torch
 
 from modaltune.config import validate
 from modaltune.evaluation.frozen import embed_frozen, encoder_sha256, frozen_encoder
-from modaltune.features import write_features
+from modaltune.features import write_features, write_manifest
 from modaltune.models.modaltune import build_modaltune
 from modaltune.plots.tsne import joint_points
 from modaltune.report import collect_probes, results_table, write_tables
@@ -49,17 +49,19 @@ def site(tmp_path_factory):
     pd.DataFrame({"patient": [r["patient"] for r in rows], "seed": 3, "split": splits}).to_parquet(
         root / "cohort" / "S1_splits.parquet")
     pd.DataFrame(omics).to_parquet(root / "omics" / "S1.parquet")
+    write_manifest(sorted((root / "features" / "tiny").glob("*.h5")), root / "features" / "tiny" / "S1.manifest.parquet",
+                   "tiny")
     return root
 
 
 def files(root):
     return SiteFiles("S1", root / "cohort" / "S1.parquet", root / "cohort" / "S1_splits.parquet",
-                     root / "omics" / "S1.parquet")
+                     root / "omics" / "S1.parquet", root / "features" / "tiny" / "S1.manifest.parquet")
 
 
 def test_frozen_embedding_is_the_encoders_pooled_output_of_the_patient_bag(site, tmp_path):
     section = {"name": "tiny", "weights": None, "checkpointing": False}
-    frame = embed_frozen(files(site), site / "features" / "tiny", 3, tmp_path / "lp.parquet", slide_encoder=section,
+    frame = embed_frozen(files(site), 3, tmp_path / "lp.parquet", slide_encoder=section,
                          pool="cls", tile_cap=None, gap_px=1500, device="cpu", precision="fp32")
     # ModalTune's patients: no expression row (patient 6) or no tile (patient 7) -> left out, as in training
     assert frame["patient"].tolist() == [f"TCGA-BB-{i:04d}" for i in range(6)]
@@ -78,9 +80,9 @@ def test_frozen_embedding_is_the_encoders_pooled_output_of_the_patient_bag(site,
     np.testing.assert_allclose(frame["embedding"].iloc[0], expected.numpy(), rtol=1e-5, atol=1e-6)
 
     # The deterministic tile cap: the same embeddings twice, and a cap changes the capped patients only.
-    capped = embed_frozen(files(site), site / "features" / "tiny", 3, tmp_path / "capped.parquet",
+    capped = embed_frozen(files(site), 3, tmp_path / "capped.parquet",
                           slide_encoder=section, pool="cls", tile_cap=8, gap_px=1500, device="cpu", precision="fp32")
-    again = embed_frozen(files(site), site / "features" / "tiny", 3, tmp_path / "again.parquet",
+    again = embed_frozen(files(site), 3, tmp_path / "again.parquet",
                          slide_encoder=section, pool="cls", tile_cap=8, gap_px=1500, device="cpu", precision="fp32")
     assert all(np.array_equal(a, b) for a, b in zip(capped["embedding"], again["embedding"], strict=True))
     assert not np.allclose(capped["embedding"].iloc[0], frame["embedding"].iloc[0])

@@ -24,6 +24,9 @@ from modaltune.features import (
     import_features,
     plan_reads,
     read_features,
+    read_manifest,
+    write_features,
+    write_manifest,
 )
 from modaltune.features.transforms import TilePreprocess
 from modaltune.io import write_parquet
@@ -298,3 +301,40 @@ def test_trident_style_tile_size_and_missing_tile_size_error(tmp_path):
         handle.create_dataset("features", data=np.ones((3, 8), np.float32))
     with pytest.raises(FeatureFileError, match="no dataset coords"):
         read_features(tmp_path / "nocoords.h5")
+
+
+def _feature_file(path, tiles, width):
+    coords = np.arange(2 * tiles).reshape(tiles, 2) * 256
+    write_features(path, np.ones((tiles, width)), coords, {"encoder": "tiny", "mpp": 0.5, "tile_px_level0": 256})
+    return path
+
+
+def test_manifest_lists_each_slides_file_tile_count_and_width(tmp_path):
+    """Through the command the workflow runs; TCGA slide ids keep their dots (the stem drops only `.h5`)."""
+    slides = {"TCGA-AA-0001-01Z-00-DX1.5C2F": 7, "TCGA-AA-0002-01Z-00-DX1.9E1A": 0, "TCGA-AA-0003-01Z-00-DX2": 3}
+    paths = [_feature_file(tmp_path / f"{slide}.h5", tiles, 12) for slide, tiles in slides.items()]
+    out = tmp_path / "S1.manifest.parquet"
+    assert cli_main(["feature-manifest", "--features", *map(str, paths), "--encoder", "tiny", "--out", str(out)]) == 0
+
+    manifest = read_manifest(out)
+    assert manifest["n_tiles"].to_dict() == slides
+    assert manifest.loc["TCGA-AA-0003-01Z-00-DX2", "path"] == paths[2]
+    assert set(manifest["dim"]) == {12}
+    assert pd.read_parquet(out).columns.tolist() == ["slide", "path", "n_tiles", "dim"]  # plain parquet for others
+
+
+def test_manifest_refuses_files_of_two_encoders_and_names_them(tmp_path):
+    first = _feature_file(tmp_path / "a.h5", 4, 12)
+    odd = _feature_file(tmp_path / "b.h5", 4, 16)
+    empty = _feature_file(tmp_path / "c.h5", 0, 99)  # a slide without tiles says nothing about the encoder
+    write_manifest([first, empty], tmp_path / "ok.parquet", "tiny")
+    with pytest.raises(FeatureFileError, match=r"b\.h5 has 16.*a\.h5 has 12"):
+        write_manifest([first, empty, odd], tmp_path / "bad.parquet", "tiny")
+    assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_manifest_names_an_unreadable_feature_file(tmp_path):
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"not hdf5")
+    with pytest.raises(FeatureFileError, match=r"broken\.h5: not a readable HDF5 feature file"):
+        write_manifest([_feature_file(tmp_path / "a.h5", 2, 12), broken], tmp_path / "m.parquet", "tiny")

@@ -1,5 +1,6 @@
 """Patient bags, loss, schedule, the training loop (loss falls, resume, text isolation) and patient embeddings."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from modaltune.config import validate
-from modaltune.features import write_features
+from modaltune.features import read_features, write_features, write_manifest
 from modaltune.models.slide_encoder import SLIDE_ENCODERS
 from modaltune.training.bags import build_bag, cap_indices, place_slides
 from modaltune.training.cli import site_files
@@ -131,6 +132,8 @@ def cohort(tmp_path_factory):
     pd.DataFrame(omics).to_parquet(root / "omics" / "S1.parquet")
     pathways.to_parquet(root / "omics" / "pathways.parquet")
     pd.DataFrame(text).to_parquet(root / "text" / "S1_seed0_minilm.parquet")
+    write_manifest(sorted((root / "features" / "tiny").glob("*.h5")), root / "features" / "tiny" / "S1.manifest.parquet",
+                   "tiny")
     return root
 
 
@@ -147,8 +150,8 @@ def sections(epochs=3, **training):
 
 def run(cohort, out, epochs=3, stop_after_epochs=None, **training):
     model, encoder, training = sections(epochs, **training)
-    files = site_files(cohort, "S1", 0, "minilm")
-    data = ExperimentData([files], cohort / "features" / "tiny", 0, BagOptions(training["tile_cap"]))
+    files = site_files(cohort, "S1", 0, "tiny", "minilm")
+    data = ExperimentData([files], 0, BagOptions(training["tile_cap"]))
     return train_model(data, [files.text], cohort / "omics" / "pathways.parquet", model_section=model,
                        slide_encoder_section=encoder, training=training, projector_dim=16, seed=0, out_dir=out,
                        stop_after_epochs=stop_after_epochs)
@@ -176,13 +179,13 @@ def test_loss_falls_and_the_run_writes_its_outputs(trained):
 
 def test_embeddings_cover_every_split_and_task_and_are_reproducible(trained, cohort, tmp_path):
     out, _ = trained
-    files = site_files(cohort, "S1", 0, None)
-    frame = embed_site(out, files, cohort / "features" / "tiny", 0, tmp_path / "e.parquet", device="cpu")
+    files = site_files(cohort, "S1", 0, "tiny", None)
+    frame = embed_site(out, files, 0, tmp_path / "e.parquet", device="cpu")
     again = pd.read_parquet(tmp_path / "e.parquet")
     assert list(again.columns) == ["patient", "split", "task", "embedding"]
     assert len(again) == 12 * 3 and set(again["split"]) == {"train", "val", "test"}
     assert set(again["task"]) == set(TASKS) and {len(e) for e in again["embedding"]} == {16}
-    second = embed_site(out, files, cohort / "features" / "tiny", 0, tmp_path / "f.parquet", device="cpu")
+    second = embed_site(out, files, 0, tmp_path / "f.parquet", device="cpu")
     assert np.array_equal(np.stack(frame["embedding"]), np.stack(second["embedding"]))
 
 
@@ -206,8 +209,8 @@ def test_a_checkpoint_of_other_settings_is_discarded_not_resumed(cohort, tmp_pat
 
 
 def test_validation_and_test_text_is_never_read(cohort):
-    files = site_files(cohort, "S1", 0, "minilm")
-    data = ExperimentData([files], cohort / "features" / "tiny", 0, BagOptions(24))
+    files = site_files(cohort, "S1", 0, "tiny", "minilm")
+    data = ExperimentData([files], 0, BagOptions(24))
     train = data.split_patients("train")
     targets = TextTargets([files.text], train, TASKS)
     assert targets.patients == set(train)
@@ -215,3 +218,18 @@ def test_validation_and_test_text_is_never_read(cohort):
     with pytest.raises(KeyError):
         targets[data.split_patients("val")[0]]
     # And the poisoned val/test rows in the fixture never reach a loss: training losses stay finite (see above).
+
+
+def test_tile_counts_come_from_the_manifest_and_an_unlisted_slide_is_named(cohort, tmp_path):
+    files = site_files(cohort, "S1", 0, "tiny", "minilm")
+    data = ExperimentData([files], 0, BagOptions(24))
+    first = data.patients.iloc[0]
+    expected = sum(len(read_features(data.feature_path(slide))[0]) for slide in first["slides"])
+    assert first["n_tiles"] == expected
+
+    manifest = pd.read_parquet(files.features)
+    dropped = manifest["slide"].iloc[-1]
+    partial = tmp_path / "S1.manifest.parquet"
+    manifest.iloc[:-1].to_parquet(partial)
+    with pytest.raises(ValueError, match=rf"no feature file listed for slide\(s\) \['{dropped}'\] of site S1"):
+        ExperimentData([dataclasses.replace(files, features=partial)], 0)

@@ -13,6 +13,7 @@ from snakemake_cli import (
     TCGA_CONFIG,
     dry_run,
     placeholder_tcga_config,
+    planned_jobs,
     snakemake,
 )
 
@@ -157,6 +158,29 @@ def test_tcga_template_with_slurm_profile(tmp_path):
     assert by_rule["tile"]["slurm_partition"] == "cpu-part"
     assert by_rule["extract_features"]["slurm_partition"] == "gpu-part"
     assert by_rule["extract_features"]["gpu"] == "1"
+
+
+# Linux's limit on one command-line string (MAX_ARG_STRLEN): Snakemake hands bash a rule's whole shell command as one.
+MAX_ARG_STRLEN = 32 * 4096
+
+
+def test_every_shell_command_fits_the_linux_limit_at_tcga_scale(tmp_path):
+    """A site of 2,400 slides (TCGA's GBM+LGG has 1,703 diagnostic slides): the rules that take a whole site's
+    slides (cohort, tiling report, feature manifest) pass them in a script, not on a shell command line."""
+    sites = placeholder_sites(TCGA_CONFIG)  # every site of the template is replaced; the first one is large
+    big = next(iter(sites))
+    placeholders = placeholder_tcga_config(tmp_path / "inputs", {site: 2400 if site == big else 2 for site in sites})
+    slides = list((tmp_path / "inputs" / big / "slides").iterdir())
+    assert sum(len(path.stem) + 3 for path in slides) > MAX_ARG_STRLEN, "the site is too small to test the limit"
+    output = snakemake(
+        tmp_path / "run", "--dry-run", "--printshellcmds", "--configfile", TCGA_CONFIG, placeholders
+    ).stdout
+    jobs = planned_jobs(output)
+    assert {"cohort", "tiling_report", "feature_manifest"} <= {job.rule for job in jobs}
+    commands = [line for line in output.splitlines() if line.startswith("Shell command: ")]
+    assert len(commands) >= 2 * len(slides)  # each slide's tile and extract_features jobs print theirs
+    longest = max(commands, key=len)
+    assert len(longest) < MAX_ARG_STRLEN, longest[:300]
 
 
 def placeholder_sites(config_file):

@@ -1,6 +1,8 @@
 # Cohort: per site, the clinical tables (any recognised format) + its slide ids + its RNA patients -> one row per
 # patient with labels and subtype, the per-seed splits, and a report of every identifier mismatch.
 
+include: "cohort_functions.smk"
+
 
 rule cohort:
     input:
@@ -13,19 +15,15 @@ rule cohort:
     log:
         "results/logs/cohort/{site}.log",
     params:
-        section=section_json("cohort"),
-        projects=site_input("projects"),
-        slides=site_input("slide_ids"),
+        argv=cohort_command,
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         "../envs/base.yaml"
-    shell:
-        "modaltune cohort --site {wildcards.site} --projects {params.projects:q} --clinical {input.clinical:q} "
-        "--omics {input.omics:q} --slides {params.slides:q} --params {params.section:q} "
-        "--output {output.cohort:q} --splits {output.splits:q} --report {output.report:q} > {log} 2>&1"
+    script:
+        "../scripts/modaltune_command.py"
 
 
 COHORT_TARGETS = [

@@ -1,6 +1,7 @@
 # Tile features: one job per slide, results/features/{encoder}/{slide}.h5 (modaltune.features).
 # With `features.precomputed_dir` set, CLAM/TRIDENT feature files named {slide}.h5 are validated and copied in
-# instead (no tiling, no encoder). Later rules find a slide's features with `feature_file(slide)`.
+# instead (no tiling, no encoder). Training and evaluation read a site's features through its manifest,
+# results/features/{encoder}/{site}.manifest.parquet (`feature_manifest(site)`), one input instead of thousands.
 
 from modaltune.features import get_encoder_config
 
@@ -8,6 +9,7 @@ FEATURES = config["features"]
 FEATURE_ENCODER = get_encoder_config(FEATURES["encoder"]) if not FEATURES["precomputed_dir"] else None
 FEATURES_PARAMS = section_json("features")
 FEATURE_FILE = f"results/features/{FEATURES['encoder']}/{{slide}}.h5"
+FEATURE_MANIFEST = f"results/features/{FEATURES['encoder']}/{{site}}.manifest.parquet"
 
 
 include: "features_functions.smk"
@@ -85,3 +87,23 @@ else:
             shell:
                 "modaltune extract --slide {input.slides:q} --tiles {input.tiles:q} --out {output:q} "
                 "--threads {threads} --params {params.section:q} > {log:q} 2>&1"
+
+
+rule feature_manifest:
+    input:
+        site_feature_files,
+    output:
+        FEATURE_MANIFEST,
+    log:
+        "results/logs/feature_manifest/{site}.log",
+    params:
+        argv=lambda wildcards, input, output: ["feature-manifest", "--features", *input,
+                                               "--encoder", FEATURES["encoder"], "--out", output[0]],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/base.yaml"
+    script:
+        "../scripts/modaltune_command.py"

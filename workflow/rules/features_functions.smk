@@ -1,8 +1,16 @@
-# Helpers of rules/features.smk: feature-file paths, GPU requests, targets.
+# Helpers of rules/features.smk: feature-file and manifest paths, GPU requests, targets.
 
 
 def feature_file(slide):
     return FEATURE_FILE.format(slide=slide)
+
+
+def feature_manifest(site):
+    return FEATURE_MANIFEST.format(site=site)
+
+
+def site_feature_files(wildcards):
+    return [feature_file(slide) for slide in slides_of(wildcards.site)]
 
 
 def feature_gpus():
@@ -13,7 +21,7 @@ def feature_gpus():
 
 
 def feature_targets():
-    return [feature_file(slide) for slide in SLIDE_FILE]
+    return [feature_manifest(site) for site in SITES]
 
 
 TARGETS.append(feature_targets)

@@ -3,12 +3,9 @@
 # `failed` status record, so the rest of the cohort goes on; results/qc/failed_slides.tsv lists those slides.
 # On SLURM, `--group-components tile=<n>` bundles n slides per cluster job (see README, "Running on SLURM").
 
+# `all` asks for the two tables only: they need every slide's status record, so every slide's tile job runs.
 SLIDE_STATUS_FILES = expand("results/qc/status/{slide}.json", slide=SLIDE_FILE)
-TILING_TARGETS = (
-    expand("results/tiles/{slide}.parquet", slide=SLIDE_FILE)
-    + expand("results/qc/{slide}.png", slide=SLIDE_FILE)
-    + ["results/qc/failed_slides.tsv", "results/qc/tiling_summary.tsv"]
-)
+TILING_TARGETS = ["results/qc/failed_slides.tsv", "results/qc/tiling_summary.tsv"]
 
 
 rule tile:
@@ -43,6 +40,9 @@ rule tiling_report:
         summary="results/qc/tiling_summary.tsv",
     log:
         "results/logs/tiling_report/tiling_report.log",
+    params:
+        argv=lambda wildcards, input, output: ["tiling-report", "--status", *input, "--failed", output.failed,
+                                               "--summary", output.summary],
     threads: 1
     resources:
         mem_mb=1000,
@@ -50,9 +50,8 @@ rule tiling_report:
     localrule: True
     conda:
         "../envs/base.yaml"
-    shell:
-        "modaltune tiling-report --status {input:q} --failed {output.failed:q} --summary {output.summary:q} "
-        "> {log:q} 2>&1"
+    script:
+        "../scripts/modaltune_command.py"
 
 
 TARGETS.append(lambda: TILING_TARGETS)

@@ -26,12 +26,11 @@ def group_sites(wildcards):
 
 
 def site_inputs(sites, seed, with_text):
-    encoder = config["features"]["encoder"]
     inputs = {
         "cohort": [f"results/cohort/{site}.parquet" for site in sites],
         "splits": [f"results/cohort/{site}_splits.parquet" for site in sites],
         "omics": [f"results/omics/{site}.parquet" for site in sites],
-        "features": [f"results/features/{encoder}/{slide}.h5" for site in sites for slide in slides_of(site)],
+        "features": [feature_manifest(site) for site in sites],
     }
     if with_text:
         inputs["text"] = [f"results/text/{site}_seed{seed}_{TEXT_ENCODER}.parquet" for site in sites]
