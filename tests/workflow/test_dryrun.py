@@ -7,6 +7,7 @@ Nothing runs: `snakemake --dry-run` plans the jobs and the tests read that plan.
 from pathlib import Path
 
 import pytest
+import yaml
 from snakemake_cli import (
     SLURM_ENV,
     SLURM_PROFILE,
@@ -160,6 +161,26 @@ def test_tcga_template_with_slurm_profile(tmp_path):
     assert by_rule["extract_features"]["gpu"] == "1"
 
 
+def test_precomputed_features_are_imported_and_nothing_is_tiled(tmp_path):
+    """CLAM/TRIDENT feature files named {slide}.h5: one import job per slide feeds each site's manifest."""
+    placeholders = placeholder_tcga_config(tmp_path / "inputs")
+    precomputed = tmp_path / "inputs" / "trident"
+    precomputed.mkdir()
+    slides = [path.stem for path in (tmp_path / "inputs").glob("*/slides/*.svs")]
+    for slide in slides:
+        (precomputed / f"{slide}.h5").touch()
+    override = tmp_path / "precomputed.yaml"
+    override.write_text(yaml.safe_dump({"features": {"precomputed_dir": str(precomputed), "encoder": "uni_trident"}}))
+    jobs = dry_run(tmp_path / "run", "--configfile", TCGA_CONFIG, placeholders, override)
+    rules = {job.rule for job in jobs}
+    assert not rules & {"tile", "tiling_report", "extract_features"}
+    assert outputs_of(jobs, "import_features") == {f"results/features/uni_trident/{slide}.h5" for slide in slides}
+    assert outputs_of(jobs, "feature_manifest") == {
+        f"results/features/uni_trident/{site}.manifest.parquet" for site in placeholder_sites(placeholders)
+    }
+    assert "train" in rules
+
+
 # Linux's limit on one command-line string (MAX_ARG_STRLEN): Snakemake hands bash a rule's whole shell command as one.
 MAX_ARG_STRLEN = 32 * 4096
 
@@ -184,6 +205,4 @@ def test_every_shell_command_fits_the_linux_limit_at_tcga_scale(tmp_path):
 
 
 def placeholder_sites(config_file):
-    import yaml
-
     return yaml.safe_load(Path(config_file).read_text())["sites"]

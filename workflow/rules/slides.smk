@@ -54,4 +54,6 @@ rule tiling_report:
         "../scripts/modaltune_command.py"
 
 
-TARGETS.append(lambda: TILING_TARGETS)
+# Precomputed features (features.precomputed_dir) need no tiles, so `all` tiles nothing then.
+if not config["features"]["precomputed_dir"]:
+    TARGETS.append(lambda: TILING_TARGETS)
