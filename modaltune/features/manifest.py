@@ -34,10 +34,10 @@ def write_manifest(paths: Sequence[str | os.PathLike], out: str | os.PathLike, e
     duplicated = manifest["slide"][manifest["slide"].duplicated()]
     if len(duplicated):
         raise FeatureFileError(f"{out}: slide(s) listed twice: {sorted(set(duplicated))[:5]}")
-    widths = manifest.loc[manifest["n_tiles"] > 0, "dim"]
-    if widths.nunique() > 1:
-        first = manifest.loc[widths.index[0]]
-        odd = manifest.loc[widths.index[widths != first["dim"]][0]]
+    with_tiles = manifest[manifest["n_tiles"] > 0]
+    odd = with_tiles[with_tiles["dim"] != with_tiles["dim"].iloc[0]] if len(with_tiles) else with_tiles
+    if len(odd):
+        first, odd = with_tiles.iloc[0], odd.iloc[0]
         raise FeatureFileError(
             f"{out}: feature widths differ: {odd['path']} has {odd['dim']}, {first['path']} has {first['dim']}; "
             f"all feature files of a site must come from one encoder ({encoder}): delete the odd files and rerun"

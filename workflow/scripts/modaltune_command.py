@@ -15,10 +15,11 @@ from modaltune.cli import main
 with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # noqa: F821
     try:
         status = main([str(arg) for arg in snakemake.params.argv])  # noqa: F821
-    except SystemExit as exit_:
-        if isinstance(exit_.code, str):
-            print(exit_.code, file=sys.stderr)
-        status = exit_.code if isinstance(exit_.code, int) else 1
+    except SystemExit as exit_:  # as the interpreter treats it: None is success, a message is printed, then 1
+        status = exit_.code
+        if isinstance(status, str):
+            print(status, file=sys.stderr)
+            status = 1
     except Exception:
         traceback.print_exc()
         status = 1
