@@ -73,6 +73,18 @@ def section_from_json(name: str, raw: str) -> dict[str, Any]:
     return validate({name: json.loads(raw)})[name]
 
 
+def sections_from_json(raw: str, names: Iterable[str]) -> dict[str, Any]:
+    """Several config sections handed to a command as one JSON object (`--params`), each one required, validated
+    with defaults filled."""
+    import json
+
+    params = json.loads(raw)
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise ConfigError(f"--params lacks the config section(s) {missing}")
+    return validate({name: params[name] for name in names})
+
+
 def _one_line(error: jsonschema.ValidationError) -> str:
     where = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":

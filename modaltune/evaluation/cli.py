@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from modaltune.config import sections_from_json
 
 FROZEN_SECTIONS = ("slide_encoder", "training", "features", "evaluation")
 
@@ -57,10 +58,7 @@ def run_embed_frozen(args) -> int:
     from modaltune.evaluation.frozen import embed_frozen
     from modaltune.training.cli import site_files
 
-    params = json.loads(args.params)
-    missing = [name for name in FROZEN_SECTIONS if name not in params]
-    if missing:
-        raise SystemExit(f"--params lacks the config section(s) {missing}")
+    params = sections_from_json(args.params, FROZEN_SECTIONS)
     training = params["training"]
     torch.set_num_threads(training["threads"])
     results = Path(args.results)

@@ -6,8 +6,9 @@ sections model, slide_encoder, training, text and features.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from modaltune.config import sections_from_json
 
 SECTIONS = ("model", "slide_encoder", "training", "text", "features")
 
@@ -32,14 +33,6 @@ def register(subparsers) -> None:
     embed.set_defaults(func=run_embed)
 
 
-def _params(text: str) -> dict:
-    params = json.loads(text)
-    missing = [name for name in SECTIONS if name not in params]
-    if missing:
-        raise SystemExit(f"--params lacks the config section(s) {missing}")
-    return params
-
-
 def site_files(results: Path, site: str, seed: int, tile_encoder: str, text_encoder: str | None):
     """A site's input files under `results`, named as the workflow's data contracts name them."""
     from modaltune.training.data import SiteFiles
@@ -61,7 +54,7 @@ def run_train(args) -> int:
     from modaltune.training.data import BagOptions, ExperimentData
     from modaltune.training.loop import train_model
 
-    params = _params(args.params)
+    params = sections_from_json(args.params, SECTIONS)
     training = params["training"]
     torch.set_num_threads(training["threads"])
     results = Path(args.results)
@@ -85,7 +78,7 @@ def run_embed(args) -> int:
 
     from modaltune.training.embed import embed_site
 
-    params = _params(args.params)
+    params = sections_from_json(args.params, SECTIONS)
     training = params["training"]
     torch.set_num_threads(training["threads"])
     results = Path(args.results)

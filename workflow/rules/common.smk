@@ -101,6 +101,11 @@ def section_json(name):
     return json.dumps(config[name], sort_keys=True)
 
 
+def sections_json(names):
+    """Several config sections as one JSON object {name: section}, for commands that read several."""
+    return json.dumps({name: config[name] for name in names}, sort_keys=True)
+
+
 # Each rule file appends a function returning its final outputs; `all` builds all of them.
 TARGETS = []
 

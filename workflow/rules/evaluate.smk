@@ -17,7 +17,7 @@ rule embed_frozen:
     log:
         "results/logs/embed_frozen/{site}/seed{seed}.log",
     params:
-        sections=frozen_sections(),
+        sections=sections_json(FROZEN_SECTIONS),
     threads: TRAINING["threads"]
     resources:
         mem_mb=TRAINING["mem_mb"],
@@ -67,7 +67,7 @@ rule embed_ood:
         "results/logs/embed_ood/{experiment}/{source}/{site}/seed{seed}.log",
     params:
         model=ood_model_folder,
-        sections=train_sections(),
+        sections=sections_json(TRAIN_SECTIONS),
     threads: TRAINING["threads"]
     resources:
         mem_mb=TRAINING["mem_mb"],

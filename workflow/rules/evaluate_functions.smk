@@ -1,6 +1,8 @@
 # Functions and settings of the evaluation, figure and report rules (evaluate.smk, figures.smk, report.smk),
 # kept apart from the rules as the linter asks.
 
+from modaltune.evaluation.cli import FROZEN_SECTIONS
+
 EVALUATION = config["evaluation"]
 FROZEN = EVALUATION["frozen_baseline"]
 SEEDS = config["cohort"]["seeds"]
@@ -52,12 +54,6 @@ def frozen_inputs(wildcards):
     if config["slide_encoder"]["weights"]:
         inputs["slide_encoder_weights"] = config["slide_encoder"]["weights"]
     return inputs
-
-
-def frozen_sections():
-    """The config sections `modaltune embed-frozen` reads, as one JSON object."""
-    names = ("slide_encoder", "training", "features", "evaluation")
-    return json.dumps({name: config[name] for name in names}, sort_keys=True)
 
 
 def ood_inputs(wildcards):

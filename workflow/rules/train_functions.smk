@@ -1,5 +1,7 @@
 # Helpers of rules/train.smk: experiments, site groups, inputs and targets of the train and embed rules.
 
+from modaltune.training.cli import SECTIONS as TRAIN_SECTIONS
+
 TRAINING = config["training"]
 EXPERIMENTS = config["experiments"]
 POOLED = "pooled"
@@ -59,12 +61,6 @@ def embed_inputs(wildcards):
 def embed_model_folder(wildcards):
     group = model_group(wildcards.experiment, wildcards.site)
     return f"results/models/{wildcards.experiment}/{group}/seed{wildcards.seed}"
-
-
-def train_sections():
-    """The config sections the `train` and `embed` commands read, as one JSON object."""
-    names = ("model", "slide_encoder", "training", "text", "features")
-    return json.dumps({name: config[name] for name in names}, sort_keys=True)
 
 
 def embedding_targets():
