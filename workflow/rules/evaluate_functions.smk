@@ -5,7 +5,6 @@ from modaltune.evaluation.cli import FROZEN_SECTIONS
 
 EVALUATION = config["evaluation"]
 FROZEN = EVALUATION["frozen_baseline"]
-SEEDS = config["cohort"]["seeds"]
 FIGURE_SEED = SEEDS[0] if EVALUATION["figure_seed"] is None else EVALUATION["figure_seed"]
 
 if FROZEN["name"] in EXPERIMENTS:
@@ -50,17 +49,11 @@ OOD_RUNS = _ood_runs()
 
 
 def frozen_inputs(wildcards):
-    inputs = site_inputs([wildcards.site], wildcards.seed, with_text=False)
-    if config["slide_encoder"]["weights"]:
-        inputs["slide_encoder_weights"] = config["slide_encoder"]["weights"]
-    return inputs
+    return site_inputs([wildcards.site], wildcards.seed, with_text=False)
 
 
 def ood_inputs(wildcards):
-    inputs = site_inputs([wildcards.site], wildcards.seed, with_text=False)
-    folder = ood_model_folder(wildcards)
-    inputs.update(model=f"{folder}/model.safetensors", model_config=f"{folder}/config.json")
-    return inputs
+    return trained_model_inputs(wildcards.site, wildcards.seed, ood_model_folder(wildcards))
 
 
 def ood_model_folder(wildcards):

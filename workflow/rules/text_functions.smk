@@ -1,8 +1,4 @@
-# Helpers of rules/text.smk: seeds, encoder input files, targets.
-
-
-def text_seeds():
-    return config["cohort"]["seeds"]
+# Helpers of rules/text.smk: encoder input files, targets.
 
 
 def text_encoder_files(wildcards):
@@ -17,7 +13,7 @@ def text_targets():
     return expand(
         "results/text/{site}_seed{seed}_{text_encoder}.parquet",
         site=list(SITES),
-        seed=text_seeds(),
+        seed=SEEDS,
         text_encoder=TEXT_ENCODER,
     )
 

@@ -36,14 +36,14 @@ def site_inputs(sites, seed, with_text):
     }
     if with_text:
         inputs["text"] = [f"results/text/{site}_seed{seed}_{TEXT_ENCODER}.parquet" for site in sites]
+    if config["slide_encoder"]["weights"]:  # every job that builds the slide encoder reads it
+        inputs["slide_encoder_weights"] = config["slide_encoder"]["weights"]
     return inputs
 
 
 def train_inputs(wildcards):
     inputs = site_inputs(group_sites(wildcards), wildcards.seed, with_text=True)
     inputs["pathways"] = "results/omics/pathways.parquet"
-    if config["slide_encoder"]["weights"]:
-        inputs["slide_encoder_weights"] = config["slide_encoder"]["weights"]
     return inputs
 
 
@@ -51,11 +51,15 @@ def train_site_names(wildcards):
     return " ".join(group_sites(wildcards))
 
 
-def embed_inputs(wildcards):
-    inputs = site_inputs([wildcards.site], wildcards.seed, with_text=False)
-    folder = embed_model_folder(wildcards)
+def trained_model_inputs(site, seed, folder):
+    """Inputs of a job that embeds a site's patients with the trained model in `folder` (embed, embed_ood)."""
+    inputs = site_inputs([site], seed, with_text=False)
     inputs.update(model=f"{folder}/model.safetensors", model_config=f"{folder}/config.json")
     return inputs
+
+
+def embed_inputs(wildcards):
+    return trained_model_inputs(wildcards.site, wildcards.seed, embed_model_folder(wildcards))
 
 
 def embed_model_folder(wildcards):
@@ -68,7 +72,7 @@ def embedding_targets():
         f"results/embeddings/{experiment}/{site}/seed{seed}.parquet"
         for experiment in EXPERIMENTS
         for site in experiment_sites(experiment)
-        for seed in config["cohort"]["seeds"]
+        for seed in SEEDS
     ]
 
 
