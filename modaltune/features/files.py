@@ -107,14 +107,17 @@ def import_features(
     return len(features)
 
 
+def two_d_shape(shape: tuple[int, ...], path: str | os.PathLike, name: str) -> tuple[int, int]:
+    """The (N, D) shape of a dataset stored as (N, D) or, as some extractors save it, (1, N, D)."""
+    if len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) != 2:
+        raise FeatureFileError(f"{path}: dataset '{name}' has shape {shape}; expected (N, D) or (1, N, D)")
+    return int(shape[0]), int(shape[1])
+
+
 def _drop_batch_dim(array: np.ndarray, path: Path, name: str) -> np.ndarray:
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 2:
-        raise FeatureFileError(
-            f"{path}: dataset '{name}' has shape {array.shape}; expected (N, D) or (1, N, D)"
-        )
-    return array
+    return array.reshape(two_d_shape(array.shape, path, name))
 
 
 def _plain(value: Any) -> Any:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from modaltune.io import read_parquet, write_parquet
 
-from .files import FeatureFileError
+from .files import FeatureFileError, two_d_shape
 
 COLUMNS = ("slide", "path", "n_tiles", "dim")
 
@@ -64,6 +64,4 @@ def _row(path: Path) -> tuple[str, str, int, int]:
             shape = handle["features"].shape
     except OSError as error:
         raise FeatureFileError(f"{path}: not a readable HDF5 feature file ({error}); delete it and rerun") from None
-    if len(shape) not in (2, 3):
-        raise FeatureFileError(f"{path}: dataset 'features' has shape {shape}; expected (N, D) or (1, N, D)")
-    return path.stem, str(path), int(shape[-2]), int(shape[-1])
+    return (path.stem, str(path), *two_d_shape(shape, path, "features"))
