@@ -25,10 +25,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from modaltune.devices import resolve_device
 from modaltune.io import write_parquet
 from modaltune.models import create_slide_encoder
 from modaltune.training.data import BagOptions, ExperimentData, SiteFiles
-from modaltune.training.loop import autocast, encoder_fingerprint, resolve_device
+from modaltune.training.loop import autocast, encoder_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from modaltune.devices import resolve_device
 from modaltune.io import load_state_dict
 
 from .registry import EncoderConfig, get_encoder_config
@@ -64,18 +65,6 @@ class Encoder:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=PRECISIONS[self.precision])
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> the first CUDA GPU when there is one, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device '{device}' requested but torch sees no CUDA GPU; set features.device: cpu or auto"
-        )
-    return resolved
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

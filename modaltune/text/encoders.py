@@ -19,6 +19,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from modaltune.devices import resolve_device
+
 log = logging.getLogger(__name__)
 
 TEXT_ENCODERS: dict[str, Callable[..., TextEncoder]] = {}
@@ -37,12 +39,6 @@ def create_text_encoder(name: str, **options) -> TextEncoder:
     if name not in TEXT_ENCODERS:
         raise KeyError(f"unknown text encoder {name!r}; registered: {', '.join(sorted(TEXT_ENCODERS))}")
     return TEXT_ENCODERS[name](**options)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class TextEncoder:

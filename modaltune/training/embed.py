@@ -15,11 +15,12 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
+from modaltune.devices import resolve_device
 from modaltune.io import write_parquet
 from modaltune.models.modaltune import ModalTune, build_modaltune
 from modaltune.omics import GeneScaler
 from modaltune.training.data import BagOptions, ExperimentData, SiteFiles
-from modaltune.training.loop import Embedder, encoder_fingerprint, resolve_device
+from modaltune.training.loop import Embedder, encoder_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from modaltune.devices import resolve_device
 from modaltune.io import atomic_path, write_json
 from modaltune.models.modaltune import ModalTune, build_modaltune
 from modaltune.models.omics_encoder import pathway_gene_indices
@@ -39,12 +40,6 @@ from modaltune.training.objective import kl_to_text, learning_rate
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast(device: torch.device, precision: str):
