@@ -81,7 +81,7 @@ def embed_frozen(site: SiteFiles, seed: int, out: str | Path, *,
     """Embed every patient of ``site``'s split for ``seed`` with the frozen slide encoder; write ``out``."""
     encoder = frozen_encoder(slide_encoder, seed)
     grid = encoder.config
-    data = ExperimentData([site], seed, BagOptions(tile_cap, gap_px, grid.tile_size, grid.slide_ngrids))
+    data = ExperimentData([site], seed, BagOptions.for_encoder(grid, tile_cap, gap_px))
     patients = data.patients["patient"].tolist()
     vectors = FrozenEmbedder(encoder, pool, device, precision).transform(data, patients, desc=f"frozen {site.site}")
     frame = pd.DataFrame({

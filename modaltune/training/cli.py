@@ -61,7 +61,7 @@ def run_train(args) -> int:
     sites = [site_files(results, site, args.seed, params["features"]["encoder"], params["text"]["encoder"])
              for site in args.sites]
     grid = SLIDE_ENCODERS[params["slide_encoder"]["name"]]
-    bags = BagOptions(training["tile_cap"], training["slide_gap_px"], grid.tile_size, grid.slide_ngrids)
+    bags = BagOptions.for_encoder(grid, training["tile_cap"], training["slide_gap_px"])
     data = ExperimentData(sites, args.seed, bags)
     train_model(
         data, [files.text for files in sites], results / "omics" / "pathways.parquet",

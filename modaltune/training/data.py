@@ -46,6 +46,11 @@ class BagOptions:
     grid_px: int = 256
     grid_cells: int = 1000
 
+    @classmethod
+    def for_encoder(cls, encoder_config, tile_cap: int | None, gap_px: int) -> BagOptions:
+        """Bags on the grid of a slide encoder (its config's ``tile_size`` and ``slide_ngrids``)."""
+        return cls(tile_cap, gap_px, encoder_config.tile_size, encoder_config.slide_ngrids)
+
 
 class ExperimentData:
     """Patients (one row each: patient, site, split, subtype_class, slides), raw genes and feature files."""

@@ -51,8 +51,7 @@ def embed_site(model_dir: str | Path, site: SiteFiles, seed: int, out: str | Pat
     device = resolve_device(device)
     model, config, scaler = load_trained(model_dir, device)
     grid = model.encoder.config
-    data = ExperimentData([site], seed,
-                          BagOptions(config["tile_cap"], config["gap_px"], grid.tile_size, grid.slide_ngrids))
+    data = ExperimentData([site], seed, BagOptions.for_encoder(grid, config["tile_cap"], config["gap_px"]))
     embedder = Embedder(model, data, scaler.transform(data.genes), device, precision)
     patients = data.patients["patient"].tolist()
     outputs = embedder.embed(patients, desc=f"embed {site.site}")
