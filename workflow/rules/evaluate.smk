@@ -24,9 +24,9 @@ rule embed_frozen:
         runtime=60,
         gpu=TRAINING["gpus"],
     conda:
-        "../envs/torch.yaml"
+        "../../envs/torch.yaml"
     shell:
-        "modaltune embed-frozen --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
+        "{MODALTUNE} embed-frozen --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
         "--params {params.sections:q} > {log} 2>&1"
 
 
@@ -47,9 +47,9 @@ rule evaluate:
         mem_mb=2000,
         runtime=15,
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     shell:
-        "modaltune evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
+        "{MODALTUNE} evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
         "--experiment {wildcards.experiment} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
         "> {log} 2>&1"
 
@@ -74,9 +74,9 @@ rule embed_ood:
         runtime=60,
         gpu=TRAINING["gpus"],
     conda:
-        "../envs/torch.yaml"
+        "../../envs/torch.yaml"
     shell:
-        "modaltune embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
+        "{MODALTUNE} embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
         "--params {params.sections:q} > {log} 2>&1"
 
 
@@ -98,9 +98,9 @@ rule evaluate_ood:
         mem_mb=2000,
         runtime=15,
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     shell:
-        "modaltune evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
+        "{MODALTUNE} evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
         "--experiment {wildcards.experiment} --source {wildcards.source} --site {wildcards.site} "
         "--seed {wildcards.seed} --out {output:q} > {log} 2>&1"
 

@@ -31,9 +31,9 @@ if FEATURES["precomputed_dir"]:
             mem_mb=2000,
             runtime=10,
         conda:
-            "../envs/base.yaml"
+            "../../envs/base.yaml"
         shell:
-            "modaltune import-features --source {input:q} --out {output:q} --params {params.section:q} > {log:q} 2>&1"
+            "{MODALTUNE} import-features --source {input:q} --out {output:q} --params {params.section:q} > {log:q} 2>&1"
 
 elif FEATURES["slides_per_job"] == 1:
 
@@ -55,9 +55,9 @@ elif FEATURES["slides_per_job"] == 1:
         group:
             "extract_features"
         conda:
-            "../envs/torch.yaml"
+            "../../envs/torch.yaml"
         shell:
-            "modaltune extract --slide {input.slide:q} --tiles {input.tiles:q} --out {output:q} "
+            "{MODALTUNE} extract --slide {input.slide:q} --tiles {input.tiles:q} --out {output:q} "
             "--threads {threads} --params {params.section:q} > {log:q} 2>&1"
 
 else:
@@ -83,9 +83,9 @@ else:
                 runtime=60,
                 gpu=feature_gpus(),
             conda:
-                "../envs/torch.yaml"
+                "../../envs/torch.yaml"
             shell:
-                "modaltune extract --slide {input.slides:q} --tiles {input.tiles:q} --out {output:q} "
+                "{MODALTUNE} extract --slide {input.slides:q} --tiles {input.tiles:q} --out {output:q} "
                 "--threads {threads} --params {params.section:q} > {log:q} 2>&1"
 
 
@@ -104,6 +104,6 @@ rule feature_manifest:
         mem_mb=2000,
         runtime=10,
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     script:
         "../scripts/modaltune_command.py"

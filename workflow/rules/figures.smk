@@ -24,9 +24,9 @@ rule km:
         runtime=5,
     localrule: True
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     shell:
-        "modaltune km --probes {input:q} --out {output:q} > {log} 2>&1"
+        "{MODALTUNE} km --probes {input:q} --out {output:q} > {log} 2>&1"
 
 
 rule tsne:
@@ -53,9 +53,9 @@ rule tsne:
         runtime=10,
     localrule: True
     conda:
-        "../envs/torch.yaml"
+        "../../envs/torch.yaml"
     shell:
-        "modaltune tsne --embeddings {input.embeddings:q} --cohort {input.cohort:q} --text {input.text:q} "
+        "{MODALTUNE} tsne --embeddings {input.embeddings:q} --cohort {input.cohort:q} --text {input.text:q} "
         "--projector-dim {params.projector_dim} --seed {params.seed} --title {params.title:q} --out {output:q} "
         "> {log} 2>&1"
 

@@ -15,9 +15,9 @@ rule pathways:
         mem_mb=4000,
         runtime=20,
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     shell:
-        "modaltune pathways --pathways {input.pathways:q} --rna {input.rna:q} --output {output:q} > {log} 2>&1"
+        "{MODALTUNE} pathways --pathways {input.pathways:q} --rna {input.rna:q} --output {output:q} > {log} 2>&1"
 
 
 rule omics:
@@ -33,9 +33,9 @@ rule omics:
         mem_mb=8000,
         runtime=30,
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     shell:
-        "modaltune omics --site {wildcards.site} --rna {input.rna:q} --membership {input.membership:q} "
+        "{MODALTUNE} omics --site {wildcards.site} --rna {input.rna:q} --membership {input.membership:q} "
         "--output {output:q} > {log} 2>&1"
 
 

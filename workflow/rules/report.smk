@@ -22,9 +22,9 @@ rule results_table:
         runtime=5,
     localrule: True
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     shell:
-        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+        "{MODALTUNE} tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
 
 
 rule ood_table:
@@ -44,9 +44,9 @@ rule ood_table:
         runtime=5,
     localrule: True
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     shell:
-        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+        "{MODALTUNE} tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
 
 
 TARGETS.append(table_targets)

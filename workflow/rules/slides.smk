@@ -26,9 +26,9 @@ rule tile:
     group:
         "tile"
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     shell:
-        "modaltune tile --slide {input:q} --tiles {output.tiles:q} --qc {output.qc:q} "
+        "{MODALTUNE} tile --slide {input:q} --tiles {output.tiles:q} --qc {output.qc:q} "
         "--status {output.status:q} --params {params.section:q} > {log:q} 2>&1"
 
 
@@ -49,7 +49,7 @@ rule tiling_report:
         runtime=5,
     localrule: True
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     script:
         "../scripts/modaltune_command.py"
 

@@ -24,9 +24,9 @@ rule prompts:
         mem_mb=1000,
         runtime=10,
     conda:
-        "../envs/base.yaml"
+        "../../envs/base.yaml"
     shell:
-        "modaltune prompts --site {wildcards.site} --seed {wildcards.seed} --cohort {input.cohort} "
+        "{MODALTUNE} prompts --site {wildcards.site} --seed {wildcards.seed} --cohort {input.cohort} "
         "--splits {input.splits} --out {output} --params {params.section:q} > {log} 2>&1"
 
 
@@ -48,7 +48,7 @@ rule embed_text:
         mem_mb=4000,
         runtime=30,
     conda:
-        "../envs/torch.yaml"
+        "../../envs/torch.yaml"
     shell:
-        "modaltune embed-text --prompts {input.prompts} --encoder {wildcards.text_encoder} --out {output} "
+        "{MODALTUNE} embed-text --prompts {input.prompts} --encoder {wildcards.text_encoder} --out {output} "
         "--params {params.section:q} > {log} 2>&1"

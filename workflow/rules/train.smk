@@ -28,9 +28,9 @@ rule train:
         runtime=TRAINING["runtime"],
         gpu=TRAINING["gpus"],
     conda:
-        "../envs/torch.yaml"
+        "../../envs/torch.yaml"
     shell:
-        "modaltune train --experiment {wildcards.experiment} --sites {params.sites} --seed {wildcards.seed} "
+        "{MODALTUNE} train --experiment {wildcards.experiment} --sites {params.sites} --seed {wildcards.seed} "
         "--out results/models/{wildcards.experiment}/{wildcards.group}/seed{wildcards.seed} "
         "--params {params.sections:q} > {log} 2>&1"
 
@@ -54,7 +54,7 @@ rule embed:
         runtime=60,
         gpu=TRAINING["gpus"],
     conda:
-        "../envs/torch.yaml"
+        "../../envs/torch.yaml"
     shell:
-        "modaltune embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output} "
+        "{MODALTUNE} embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output} "
         "--params {params.sections:q} > {log} 2>&1"
