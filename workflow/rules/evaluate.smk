@@ -26,7 +26,7 @@ rule embed_frozen:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{MODALTUNE} embed-frozen --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
+        "modaltune embed-frozen --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
         "--params {params.sections:q} > {log} 2>&1"
 
 
@@ -49,7 +49,7 @@ rule evaluate:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
+        "modaltune evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
         "--experiment {wildcards.experiment} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
         "> {log} 2>&1"
 
@@ -76,7 +76,7 @@ rule embed_ood:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{MODALTUNE} embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
+        "modaltune embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
         "--params {params.sections:q} > {log} 2>&1"
 
 
@@ -100,7 +100,7 @@ rule evaluate_ood:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
+        "modaltune evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
         "--experiment {wildcards.experiment} --source {wildcards.source} --site {wildcards.site} "
         "--seed {wildcards.seed} --out {output:q} > {log} 2>&1"
 

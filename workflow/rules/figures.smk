@@ -26,7 +26,7 @@ rule km:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} km --probes {input:q} --out {output:q} > {log} 2>&1"
+        "modaltune km --probes {input:q} --out {output:q} > {log} 2>&1"
 
 
 rule tsne:
@@ -55,7 +55,7 @@ rule tsne:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{MODALTUNE} tsne --embeddings {input.embeddings:q} --cohort {input.cohort:q} --text {input.text:q} "
+        "modaltune tsne --embeddings {input.embeddings:q} --cohort {input.cohort:q} --text {input.text:q} "
         "--projector-dim {params.projector_dim} --seed {params.seed} --title {params.title:q} --out {output:q} "
         "> {log} 2>&1"
 

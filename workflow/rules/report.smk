@@ -24,7 +24,7 @@ rule results_table:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
 
 
 rule ood_table:
@@ -46,7 +46,7 @@ rule ood_table:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
 
 
 TARGETS.append(table_targets)

@@ -28,7 +28,7 @@ rule tile:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} tile --slide {input:q} --tiles {output.tiles:q} --qc {output.qc:q} "
+        "modaltune tile --slide {input:q} --tiles {output.tiles:q} --qc {output.qc:q} "
         "--status {output.status:q} --params {params.section:q} > {log:q} 2>&1"
 
 

@@ -30,7 +30,7 @@ rule train:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{MODALTUNE} train --experiment {wildcards.experiment} --sites {params.sites} --seed {wildcards.seed} "
+        "modaltune train --experiment {wildcards.experiment} --sites {params.sites} --seed {wildcards.seed} "
         "--out results/models/{wildcards.experiment}/{wildcards.group}/seed{wildcards.seed} "
         "--params {params.sections:q} > {log} 2>&1"
 
@@ -56,5 +56,5 @@ rule embed:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{MODALTUNE} embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output} "
+        "modaltune embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output} "
         "--params {params.sections:q} > {log} 2>&1"
