@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     embed.add_argument("--seed", type=int, required=True)
     embed.add_argument("--results", default="results")
     embed.add_argument("--out", required=True, help="results/embeddings/{experiment}/{site}/seed{seed}.parquet")
+    embed.add_argument("--gene-scaling", choices=("model", "target-train"), default="model",
+                       help="z-score genes with the model's training statistics, or fit them on this site's training "
+                            "split (out-of-distribution runs)")
     embed.add_argument("--params", required=True, help=f"JSON with the config sections {', '.join(SECTIONS)}")
     embed.set_defaults(func=run_embed)
 
@@ -83,6 +86,6 @@ def run_embed(args) -> int:
     torch.set_num_threads(training["threads"])
     results = Path(args.results)
     embed_site(args.model, site_files(results, args.site, args.seed, params["features"]["encoder"], None),
-               args.seed, args.out,
+               args.seed, args.out, gene_scaling=args.gene_scaling,
                device=training["device"], precision=training["precision"])
     return 0

@@ -1,7 +1,8 @@
 # Evaluation (reference modaltune-method.md sections 12-14): linear probes on the General-task patient embeddings,
-# per experiment, site and split seed (a pooled experiment is probed per site), the frozen-encoder baseline
-# (`Gigapath LP`) embedded and probed like an experiment, and the out-of-distribution runs of `evaluation.ood`:
-# a trained model embeds another site's patients, probed on that site's own train/test split.
+# per experiment, site and seed (a pooled experiment is probed per site), the frozen-encoder baseline
+# (`Gigapath LP`) embedded and probed like an experiment (once per site when its split is shared by every seed), and
+# the out-of-distribution runs of `evaluation.ood`: a trained model embeds another site's patients, with genes
+# z-scored on that site's training split, probed on that site's own train/test split.
 
 
 include: "evaluate_functions.smk"
@@ -77,7 +78,7 @@ rule embed_ood:
         "../../envs/torch.yaml"
     shell:
         "modaltune embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
-        "--params {params.sections:q} > {log} 2>&1"
+        "--gene-scaling target-train --params {params.sections:q} > {log} 2>&1"
 
 
 rule evaluate_ood:

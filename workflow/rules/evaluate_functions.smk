@@ -60,13 +60,23 @@ def ood_model_folder(wildcards):
     return f"results/models/{wildcards.experiment}/{wildcards.source}/seed{wildcards.seed}"
 
 
+def frozen_seeds(site):
+    """The seeds the frozen baseline is embedded and probed for. With a split shared by every seed, once (the figure
+    seed): the frozen encoder does not depend on the model seed, so the paper reports it without std."""
+    return [FIGURE_SEED] if split_is_shared(site) else SEEDS
+
+
+def probe_seeds(experiment, site):
+    return frozen_seeds(site) if experiment == FROZEN["name"] else SEEDS
+
+
 def probe_files():
     """In-domain probe files, frozen baseline first, then the experiments in config order."""
     return [
         f"results/probes/{experiment}/{site}/seed{seed}.json"
         for experiment, sites in probed_sites().items()
         for site in sites
-        for seed in SEEDS
+        for seed in probe_seeds(experiment, site)
     ]
 
 
@@ -118,7 +128,7 @@ def ood_table_probes():
     baseline = [
         f"results/probes/{FROZEN['name']}/{target}/seed{seed}.json"
         for target in targets
-        for seed in SEEDS
+        for seed in frozen_seeds(target)
         if FROZEN["enabled"]
     ]
     return baseline + ood_probe_files()
