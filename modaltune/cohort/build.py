@@ -55,7 +55,7 @@ def build_site_cohort(
     clinical: Sequence[str | os.PathLike],
     slide_ids: Iterable[str],
     rna: Iterable[str],
-    split_plan: SplitPlan = SplitPlan(),
+    split_plan: SplitPlan | None = None,
     subtypes_file: str | os.PathLike | None = None,
     days_per_month: float = DAYS_PER_MONTH,
 ) -> SiteCohort:
@@ -69,7 +69,7 @@ def build_site_cohort(
             f"site {site}: no patient has clinical labels and a slide; see the identifiers of {list(clinical)} "
             "and the slide folder (patient = first 12 characters of a slide's file name)"
         )
-    splits = split_site(cohort, split_plan)
+    splits = split_site(cohort, split_plan or SplitPlan())  # default: the paper's one shared split
     log.info(
         "site %s: %d patients, %d with RNA, %d contradictions",
         site,

@@ -12,9 +12,9 @@ import pytest
 from modaltune.cli import main
 from modaltune.cohort import ClinicalFormatError, detect_format, harmonise, load_subtype_table, make_splits
 from modaltune.cohort.build import build_site_cohort, read_records
+from modaltune.cohort.readers import normalise_stage
 from modaltune.cohort.splits import SplitPlan, split_site
 from modaltune.config import validate
-from modaltune.cohort.readers import normalise_stage
 from modaltune.io import read_parquet, write_parquet
 
 SUBTYPES = load_subtype_table()

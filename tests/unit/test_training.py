@@ -11,11 +11,11 @@ from safetensors.torch import load_file
 
 from modaltune.config import validate
 from modaltune.features import read_features, write_features, write_manifest
+from modaltune.io import read_parquet
 from modaltune.models.slide_encoder import SLIDE_ENCODERS
 from modaltune.training.bags import build_bag, cap_indices, place_slides
 from modaltune.training.cli import site_files
 from modaltune.training.data import BagOptions, ExperimentData, TextTargets
-from modaltune.io import read_parquet
 from modaltune.training.embed import embed_site, target_train_scaler
 from modaltune.training.loop import train_model
 from modaltune.training.objective import kl_to_text, learning_rate
