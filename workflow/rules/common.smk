@@ -62,7 +62,7 @@ def _pathways_file():
 
 
 PATHWAYS_FILE = _pathways_file()
-SEEDS = config["cohort"]["seeds"]  # split seeds: every model, text target and probe exists once per seed
+SEEDS = config["cohort"]["seeds"]  # model seeds: every model, text target and probe exists once per seed
 SLIDE_FILE = {
     slide: path
     for inputs in SITES.values()

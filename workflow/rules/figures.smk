@@ -1,4 +1,4 @@
-# Figures of the split seed `evaluation.figure_seed` (default: the first seed): Kaplan-Meier curves of the test split
+# Figures of the seed `evaluation.figure_seed` (default: the first seed): Kaplan-Meier curves of the test split
 # per experiment and site (high/low risk cut at the training patients' median risk, log-rank p-value), and one t-SNE
 # per experiment of all its sites' patient embeddings, with the projected text embeddings for trained models.
 
