@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from modaltune.cohort.release import read_release_splits
+from modaltune.cohort.release import ReleaseSplitError, read_release_splits
 
 SPLIT_COLUMNS = ["patient", "seed", "split"]
 
@@ -126,7 +126,7 @@ def splits_from_release(cohort: pd.DataFrame, folder: str | os.PathLike, seeds: 
     release = read_release_splits(folder)
     in_cohort = cohort["patient"].isin(release["patient"])
     if not in_cohort.any():
-        raise ValueError(
+        raise ReleaseSplitError(
             f"{folder}: the released split shares no patient with the cohort (release e.g. "
             f"{release['patient'].iloc[0]}, cohort e.g. {cohort['patient'].iloc[0] if len(cohort) else 'none'}); "
             "check that sites.<site>.splits names this site's folder"
