@@ -1,7 +1,8 @@
 """Clinical tables -> one harmonised patient table per site, survival labels, subtype groups, splits.
 
 Readers (:mod:`.readers`) detect the download format from the header; :mod:`.harmonise` collapses the
-records into one row per patient with documented rules; :mod:`.splits` makes the stratified 68/12/20 splits;
+records into one row per patient with documented rules; :mod:`.splits` makes the stratified 68/12/20 splits (one per site, shared by every seed) or takes the paper's
+released split (:mod:`.release`);
 :mod:`.build` ties them together for the `modaltune cohort` command.
 """
 
