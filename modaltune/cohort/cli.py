@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(subparsers) -> None:
@@ -19,6 +20,13 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--omics", required=True, help="results/omics/{site}.parquet (its patients have RNA)")
     parser.add_argument("--slides", nargs="*", default=[], help="slide ids (file stems) of the site")
+    parser.add_argument(
+        "--slide-status",
+        nargs="*",
+        default=[],
+        help="tiling status records of the site's slides (results/qc/status/{slide}.json): patients whose every "
+        "slide failed tiling or has no tissue are left out before splitting",
+    )
     parser.add_argument("--params", required=True, help="the `cohort` config section as JSON")
     parser.add_argument("--output", required=True, help="results/cohort/{site}.parquet")
     parser.add_argument("--splits", required=True, help="results/cohort/{site}_splits.parquet")
@@ -26,25 +34,37 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> None:
-    from modaltune.cohort.build import build_site_cohort, rna_patients
+def run(args: argparse.Namespace) -> int:
+    from modaltune.cohort.build import CohortError, build_site_cohort, rna_patients, unusable_slides
     from modaltune.cohort.report import render_report, write_report
     from modaltune.io import write_parquet
 
     params = json.loads(args.params)
-    result = build_site_cohort(
-        site=args.site,
-        projects=args.projects,
-        clinical=args.clinical,
-        slide_ids=args.slides,
-        rna=rna_patients(args.omics),
-        seeds=params["seeds"],
-        val_fraction=params["val_fraction"],
-        test_fraction=params["test_fraction"],
-        subtypes_file=params["subtypes_file"],
-        days_per_month=params["days_per_month"],
-    )
+    try:
+        result = build_site_cohort(
+            site=args.site,
+            projects=args.projects,
+            clinical=args.clinical,
+            slide_ids=args.slides,
+            rna=rna_patients(args.omics),
+            seeds=params["seeds"],
+            val_fraction=params["val_fraction"],
+            test_fraction=params["test_fraction"],
+            subtypes_file=params["subtypes_file"],
+            days_per_month=params["days_per_month"],
+            unusable=unusable_slides(args.slide_status),
+        )
+    except CohortError as error:
+        # The report explains the error, so it is written first: to its path, and to the log (stderr), since
+        # Snakemake deletes the outputs of a failed job but keeps its log.
+        partial = error.result
+        text = render_report(partial.report, partial.sources, partial.cohort, None, problem=str(error))
+        write_report(text, args.report)
+        print(text, file=sys.stderr)
+        print(f"error: {error} (cohort report: {args.report}, also printed above)", file=sys.stderr)
+        return 1
     metadata = {"site": args.site, "clinical": args.clinical, "params": params}
     write_parquet(result.cohort, args.output, metadata)
     write_parquet(result.splits, args.splits, metadata)
     write_report(render_report(result.report, result.sources, result.cohort, result.splits), args.report)
+    return 0
