@@ -109,7 +109,9 @@ def build_site_cohort(
             log.warning("site %s: %d patients corrected (%s)", site, len(patients), correction)
     partial = SiteCohort(cohort, None, report, sources)
     if cohort.empty:
-        raise CohortError(f"site {site}: no patient left for the cohort: {empty_cohort_reason(report, sources)}", partial)
+        raise CohortError(
+            f"site {site}: no patient left for the cohort: {empty_cohort_reason(report, sources)}", partial
+        )
     if not cohort["has_rna"].any():
         raise CohortError(f"site {site}: {no_rna_reason(report, rna, cohort)}", partial)
     try:

@@ -86,13 +86,13 @@ class HarmoniseReport:
     projects: list[str] = field(default_factory=list)
     clinical_patients: int = 0  # distinct patients in the clinical records
     other_projects: dict[str, int] = field(default_factory=dict)  # project -> patients with records of it
-    outside_projects: list[str] = field(default_factory=list)  # patients with no record of the site's projects
+    outside_projects: list[str] = field(default_factory=list)  # patients without a site-project record
     contradictions: list[Contradiction] = field(default_factory=list)
     dropped: dict[str, list[str]] = field(default_factory=dict)  # reason -> patients
     corrections: dict[str, list[str]] = field(default_factory=dict)  # correction -> cohort patients
     without_slides: list[str] = field(default_factory=list)
-    without_usable_slides: dict[str, list[str]] = field(default_factory=dict)  # patient -> its unusable slides
-    unusable_slides: dict[str, str] = field(default_factory=dict)  # slide -> why (of clinical patients' slides)
+    without_usable_slides: dict[str, list[str]] = field(default_factory=dict)  # patient -> unusable slides
+    unusable_slides: dict[str, str] = field(default_factory=dict)  # slide -> why (clinical patients' slides)
     slides_without_clinical: list[str] = field(default_factory=list)
     rna_without_clinical: list[str] = field(default_factory=list)
     without_rna: list[str] = field(default_factory=list)
@@ -175,7 +175,9 @@ def _times_in_months(records: pd.DataFrame, days_per_month: float) -> pd.DataFra
     """Rule 2: months columns hold every survival time; a month value of the source is kept as it is."""
     return records.assign(
         months_to_death=records["months_to_death"].fillna(records["days_to_death"] / days_per_month),
-        months_to_follow_up=records["months_to_follow_up"].fillna(records["days_to_follow_up"] / days_per_month),
+        months_to_follow_up=records["months_to_follow_up"].fillna(
+            records["days_to_follow_up"] / days_per_month
+        ),
     )
 
 
@@ -222,7 +224,9 @@ def _survival_months(table: pd.DataFrame, report: HarmoniseReport) -> pd.Series:
     """Rule 4's time, with its two silent corrections listed in the report."""
     dead = table["event"] == 1
     no_death_date = dead & table["months_to_death"].isna()
-    months = table["months_to_follow_up"].where(~dead, table["months_to_death"].fillna(table["months_to_follow_up"]))
+    months = table["months_to_follow_up"].where(
+        ~dead, table["months_to_death"].fillna(table["months_to_follow_up"])
+    )
     negative = months < 0
     report.corrections = {
         DEAD_WITHOUT_DEATH_DATE: sorted(table.loc[no_death_date, "patient"]),

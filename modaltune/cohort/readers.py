@@ -252,7 +252,8 @@ def _first_column(frame: pd.DataFrame, names: list[str]) -> pd.Series | None:
     return next((frame[name] for name in names if name in frame), None)
 
 
-TCGA_PRIMARY_SAMPLE_TYPES = {1, 3, 5, 9}  # primary solid tumour, primary blood cancer, new primary, bone marrow
+# TCGA sample-type codes of primary tumours: solid tumour, blood cancer, new primary, bone marrow.
+TCGA_PRIMARY_SAMPLE_TYPES = {1, 3, 5, 9}
 
 
 def read_cbioportal_samples(frame: pd.DataFrame) -> pd.DataFrame:

@@ -76,7 +76,10 @@ def render_report(
     for reason, patients in sorted(report.dropped.items()):
         lines += _listing(reason, patients)
     if report.other_projects:
-        lines += [f"## Records of projects outside sites.{report.site}.projects {report.projects} (dropped)", ""]
+        lines += [
+            f"## Records of projects outside sites.{report.site}.projects {report.projects} (dropped)",
+            "",
+        ]
         lines += [f"- {project}: {n} patients" for project, n in sorted(report.other_projects.items())] + [""]
 
     lines += ["## Corrected survival labels (cohort patients)", ""]

@@ -11,7 +11,7 @@ import pytest
 
 from modaltune.cli import main
 from modaltune.cohort import ClinicalFormatError, detect_format, harmonise, load_subtype_table, make_splits
-from modaltune.cohort.build import CohortError, build_site_cohort, read_records
+from modaltune.cohort.build import CohortError, build_site_cohort, read_records, unusable_slides
 from modaltune.cohort.harmonise import DEAD_WITHOUT_DEATH_DATE, NEGATIVE_TIME
 from modaltune.cohort.readers import normalise_stage
 from modaltune.io import read_parquet, write_parquet
@@ -227,7 +227,9 @@ def test_cbioportal_patient_table(tmp_path):
     path = _write_tsv(tmp_path / "data_clinical_patient.txt", rows, header)
     assert detect_format(path).name == "cbioportal_patient"
     table, _ = _cohort([path], "BRCA", ["BRCA"])
-    alive = table.loc["TCGA-3C-AALI"]  # OS_MONTHS is carried exactly (not to days with 30.417 and back with 30.44)
+    alive = table.loc[
+        "TCGA-3C-AALI"
+    ]  # OS_MONTHS is carried exactly (not to days with 30.417 and back with 30.44)
     assert alive.event == 0 and alive.time_months == 131.67
     assert (alive.stage, alive.t_stage, alive.sex, alive.diagnosis) == (
         "Stage IIB",
@@ -277,7 +279,11 @@ def test_cbioportal_patient_and_sample_tables(real_data, tmp_path, sample_first)
     assert (table["event"] == events.loc[table.index]).all() and table["event"].sum() == 100
     first = table.loc["TCGA-2J-AAB1"]  # 1:DECEASED, 2.17 months, Stage IIB, T3 N1 M0, 65, male
     assert (first.time_months, first.stage, first.t_stage, first.n_stage, first.m_stage) == (
-        2.17, "Stage IIB", "T3", "N1", "M0"
+        2.17,
+        "Stage IIB",
+        "T3",
+        "N1",
+        "M0",
     )
     assert (first.age, first.sex, first.project) == (65, "male", "PAAD")
 
@@ -472,6 +478,106 @@ def test_cli_writes_cohort_splits_and_mismatch_report(tmp_path):
     assert set(splits["seed"]) == {0, 1}
     train_only = set(patients[:2]) | set(patients[-4:-1])  # rare set + no RNA
     assert set(splits.loc[splits["patient"].isin(train_only), "split"]) == {"train"}
+
+
+def _cohort_cli(tmp_path, clinical, slides, omics, projects=("LUAD", "LUSC"), status=()):
+    params = {
+        "seeds": [0],
+        "val_fraction": 0.12,
+        "test_fraction": 0.2,
+        "subtypes_file": None,
+        "days_per_month": 30.44,
+    }
+    out = tmp_path / "cohort"
+    code = main(["cohort", "--site", "NSCLC", "--projects", *projects, "--clinical", str(clinical),
+                 "--omics", str(omics), "--slides", *slides, "--slide-status", *map(str, status),
+                 "--params", json.dumps(params), "--output", str(out / "NSCLC.parquet"),
+                 "--splits", str(out / "NSCLC_splits.parquet"), "--report", str(out / "NSCLC_report.md")])  # fmt: skip
+    return code, out
+
+
+def test_a_wrong_project_fails_naming_it_after_writing_the_report(tmp_path, capsys):
+    clinical, slides, omics, patients = _synthetic_site(tmp_path)
+    code, out = _cohort_cli(tmp_path, clinical, slides, omics, projects=["HOLD"])
+    assert code == 1
+    message = "60 of 60 clinical patients dropped: project LUAD, LUSC are not in sites.NSCLC.projects [HOLD]"
+    error = capsys.readouterr().err
+    assert message in error.splitlines()[-1] and "error: site NSCLC: no patient left" in error
+    report = (out / "NSCLC_report.md").read_text()  # written before failing, and printed into the log
+    assert message in report and "## Error: the cohort was not built" in report and report in error
+    assert not (out / "NSCLC.parquet").exists() and not (out / "NSCLC_splits.parquet").exists()
+    # GDC writes projects as TCGA-LUAD: the config may too
+    assert _cohort_cli(tmp_path, clinical, slides, omics, projects=["TCGA-LUAD", "TCGA-LUSC"])[0] == 0
+
+
+def test_slide_and_rna_identifier_mismatches_are_named_errors(tmp_path):
+    clinical, slides, omics, patients = _synthetic_site(tmp_path)
+    other_slides = [f"TCGA-BB-{i:04d}-01Z-00-DX1" for i in range(60)]
+    with pytest.raises(CohortError) as error:
+        build_site_cohort("NSCLC", ["LUAD", "LUSC"], [clinical], other_slides, patients)
+    assert (
+        "60 of 60 clinical patients have no slide: no slide file name starts with their 12-character barcode "
+        "(clinical patients e.g. TCGA-AA-0000, TCGA-AA-0001; slides e.g. TCGA-BB-0000-01Z-00-DX1, "
+        "TCGA-BB-0001-01Z-00-DX1); check sites.NSCLC.slides and sites.NSCLC.slide_glob"
+    ) in str(error.value)
+    with pytest.raises(CohortError) as error:  # RNA sample ids of another naming scheme
+        build_site_cohort(
+            "NSCLC", ["LUAD", "LUSC"], [clinical], slides, [p.replace("TCGA", "tcga_") for p in patients]
+        )
+    assert (
+        "none of the 59 cohort patients has RNA: the 60 patients of the omics table (e.g. tcga_-AA-0000"
+        in str(error.value)
+    )
+    assert "check sites.NSCLC.rna" in str(error.value)
+    # a dominant reason with others: 40 patients lack slides, 20 are of another project
+    rows = [
+        _classic_row(f"TCGA-AA-{i:04d}", project="TCGA-BRCA" if i < 20 else "TCGA-LUAD") for i in range(60)
+    ]
+    path = _write_tsv(tmp_path / "mixed.tsv", rows)
+    with pytest.raises(
+        CohortError, match=r"40 of 60 clinical patients have no slide: .*; also dropped: 20 other project$"
+    ):
+        build_site_cohort("NSCLC", ["LUAD", "LUSC"], [path], other_slides, [])
+
+
+def _status(folder, slide, status, n_tiles, reason=""):
+    path = folder / f"{slide}.json"
+    path.write_text(json.dumps({"slide": slide, "path": f"/slides/{slide}.svs", "status": status,
+                                "n_tiles": n_tiles, "reason": reason}))  # fmt: skip
+    return path
+
+
+def test_patients_without_usable_slides_leave_cohort_and_splits(tmp_path):
+    """Tiling status: a patient whose only slide failed, one whose only slide has no tissue, and one with a usable
+    and a blank slide. The first two are not in the cohort nor in any split; the third keeps its usable slide."""
+    clinical, slides, omics, patients = _synthetic_site(tmp_path)
+    folder = tmp_path / "status"
+    folder.mkdir()
+    failed, blank = f"{patients[10]}-01Z-00-DX1.UUID", f"{patients[11]}-01Z-00-DX1.UUID"
+    second = f"{patients[5]}-01Z-00-DX2"
+    reasons = {failed: ("failed", 0, "no MPP in /slides/x.svs"), blank: ("no_tissue", 0, "no tile reaches 0.5"),
+               second: ("no_tissue", 0, "")}  # fmt: skip
+    status = [_status(folder, slide, *reasons.get(slide, ("ok", 40))) for slide in slides]
+    code, out = _cohort_cli(tmp_path, clinical, slides, omics, status=status)
+    assert code == 0
+    cohort, _ = read_parquet(out / "NSCLC.parquet")
+    splits, _ = read_parquet(out / "NSCLC_splits.parquet")
+    assert not {patients[10], patients[11]} & (set(cohort["patient"]) | set(splits["patient"]))
+    assert len(cohort) == len(patients) - 3 and set(splits["patient"]) == set(cohort["patient"])
+    assert list(cohort.set_index("patient").loc[patients[5], "slides"]) == [f"{patients[5]}-01Z-00-DX1.UUID"]
+    report = (out / "NSCLC_report.md").read_text()
+    assert (
+        "**Patients whose every slide is unusable (not in the cohort, not in the splits)**: 2\n\n"
+        f"`{patients[10]}`, `{patients[11]}`"
+    ) in report
+    assert f"| {failed} | tiling failed: no MPP in /slides/x.svs |" in report
+    assert f"| {blank} | no tissue: no tile reaches 0.5 |" in report and f"| {second} | no tissue |" in report
+    # every slide of every patient unusable: the error says so
+    status = [_status(folder, slide, "no_tissue", 0) for slide in slides]
+    with pytest.raises(CohortError, match="59 of 60 clinical patients have slides, but every one failed tiling or "
+                                          "has no tissue"):  # fmt: skip
+        build_site_cohort("NSCLC", ["LUAD", "LUSC"], [clinical], slides, patients,
+                          unusable=unusable_slides(status))  # fmt: skip
 
 
 def test_unknown_site_needs_a_subtype_entry(tmp_path):

@@ -1,5 +1,7 @@
-# Cohort: per site, the clinical tables (any recognised format) + its slide ids + its RNA patients -> one row per
-# patient with labels and subtype, the per-seed splits, and a report of every identifier mismatch.
+# Cohort: per site, the clinical tables (any recognised format) + its slide ids and their tiling status + its RNA
+# patients -> one row per patient with labels and subtype, the per-seed splits, and a report of every identifier
+# mismatch. The tiling status (results/qc/status/{slide}.json) leaves out, before splitting, the patients whose
+# every slide failed tiling or has no tissue; with precomputed features nothing is tiled and every slide counts.
 
 include: "cohort_functions.smk"
 
@@ -8,6 +10,7 @@ rule cohort:
     input:
         clinical=site_input("clinical"),
         omics="results/omics/{site}.parquet",
+        slide_status=site_slide_status,
     output:
         cohort="results/cohort/{site}.parquet",
         splits="results/cohort/{site}_splits.parquet",

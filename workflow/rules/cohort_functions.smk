@@ -7,6 +7,14 @@ def cohort_command(wildcards, input, output):
     inputs = SITES[wildcards.site]
     return [
         "cohort", "--site", wildcards.site, "--projects", *inputs["projects"], "--clinical", *input.clinical,
-        "--omics", input.omics, "--slides", *inputs["slide_ids"], "--params", section_json("cohort"),
+        "--omics", input.omics, "--slides", *inputs["slide_ids"], "--slide-status", *input.slide_status,
+        "--params", section_json("cohort"),
         "--output", output.cohort, "--splits", output.splits, "--report", output.report,
     ]  # fmt: skip
+
+
+def site_slide_status(wildcards):
+    """The tiling status records of the site's slides (rules/slides.smk); none with precomputed features."""
+    if config["features"]["precomputed_dir"]:
+        return []
+    return [SLIDE_STATUS_FILE.format(slide=slide) for slide in slides_of(wildcards.site)]
