@@ -14,6 +14,7 @@ from modaltune.cohort import ClinicalFormatError, detect_format, harmonise, load
 from modaltune.cohort.build import CohortError, build_site_cohort, read_records, unusable_slides
 from modaltune.cohort.harmonise import DEAD_WITHOUT_DEATH_DATE, NEGATIVE_TIME
 from modaltune.cohort.readers import normalise_stage
+from modaltune.cohort.report import render_report
 from modaltune.io import read_parquet, write_parquet
 
 SUBTYPES = load_subtype_table()
@@ -406,6 +407,11 @@ def test_contradictory_rows_are_reported_and_resolved(tmp_path):
         DEAD_WITHOUT_DEATH_DATE: ["TCGA-AA-0003"],
         NEGATIVE_TIME: ["TCGA-AA-0005"],
     }
+    text = render_report(
+        report, pd.DataFrame(columns=["source", "format", "records", "patients"]), table, None
+    )
+    assert f"**{DEAD_WITHOUT_DEATH_DATE}**: 1\n\n`TCGA-AA-0003`" in text
+    assert f"**{NEGATIVE_TIME}**: 1\n\n`TCGA-AA-0005`" in text
     assert table.loc["TCGA-AA-0001"].time_months == pytest.approx(_months(420))  # the earliest death date
     assert table.loc["TCGA-AA-0002"].event == 1 and table.loc["TCGA-AA-0002"].time_months == pytest.approx(
         _months(950)
