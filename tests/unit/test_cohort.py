@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from modaltune.cli import main
-from modaltune.cohort import ClinicalFormatError, detect_format, harmonise, load_subtype_table, make_splits
+from modaltune.cohort import (
+    ClinicalFormatError,
+    detect_format,
+    harmonise,
+    load_subtype_table,
+    make_splits,
+    read_clinical,
+)
 from modaltune.cohort.build import CohortError, build_site_cohort, read_records, unusable_slides
 from modaltune.cohort.harmonise import DEAD_WITHOUT_DEATH_DATE, NEGATIVE_TIME
 from modaltune.cohort.readers import normalise_stage
@@ -325,6 +332,32 @@ def test_cbioportal_oncotree_types_map_to_the_subtype_groups(tmp_path):
     assert cohort.loc["TCGA-A2-0005"].diagnosis == "idc" and cohort.loc["TCGA-A2-0005"].subtype_class == 0
     assert cohort.loc["TCGA-A2-0003"].diagnosis == "breast invasive lobular carcinoma"
     assert cohort.loc["TCGA-A2-0011"].time_months == 34.17
+
+
+@pytest.mark.parametrize("sample_type_column", [True, False])
+def test_cbioportal_sample_table_prefers_a_diagnosed_primary_tumour(tmp_path, sample_type_column):
+    """A metastasis listed before the primary tumour does not give the diagnosis; a primary tumour without one
+    does not hide a diagnosed metastasis. Without SAMPLE_TYPE the TCGA sample-type code (-01, -06) decides."""
+    rows = [
+        ("TCGA-A2-0001", "06", "Metastasis", "ILC", "Breast Invasive Lobular Carcinoma"),
+        ("TCGA-A2-0001", "01", "Primary", "IDC", "Breast Invasive Ductal Carcinoma"),
+        ("TCGA-A2-0002", "01", "Primary", "NA", "NA"),
+        ("TCGA-A2-0002", "06", "Metastasis", "ILC", "Breast Invasive Lobular Carcinoma"),
+    ]
+    samples = [
+        {"PATIENT_ID": patient, "SAMPLE_ID": f"{patient}-{code}", "SAMPLE_TYPE": kind, "ONCOTREE_CODE": oncotree,
+         "CANCER_TYPE_DETAILED": detailed}
+        for patient, code, kind, oncotree, detailed in rows
+    ]  # fmt: skip
+    if not sample_type_column:
+        for sample in samples:
+            del sample["SAMPLE_TYPE"]
+    path = _write_tsv(tmp_path / "data_clinical_sample.txt", samples, ["#Patient\tSample"] * 4)
+    records = read_clinical(path).set_index("patient")
+    assert records["diagnosis"].to_dict() == {
+        "TCGA-A2-0001": "Breast Invasive Ductal Carcinoma",
+        "TCGA-A2-0002": "Breast Invasive Lobular Carcinoma",
+    }
 
 
 def test_a_cbioportal_patient_table_without_its_sample_table_is_a_named_error(tmp_path):
