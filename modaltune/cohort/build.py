@@ -103,7 +103,7 @@ def build_site_cohort(
     rna = list(rna)
     cohort, report = harmonise(records, site, projects, groups, slide_ids, rna, days_per_month, unusable)
     for reason, patients in report.losses().items():
-        log.info("site %s: %d patients dropped (%s)", site, len(patients), reason)
+        log.warning("site %s: %d patients dropped (%s)", site, len(patients), reason)
     for correction, patients in report.corrections.items():
         if patients:
             log.warning("site %s: %d patients corrected (%s)", site, len(patients), correction)
