@@ -68,13 +68,15 @@ def test_every_slide_gets_tiles_qc_and_status(tiled):
             assert meta["tile_px_level0"] == {0.25: 512, 0.5: 256}[meta["slide_mpp"]]
 
 
-def test_failed_slides_table_lists_only_the_corrupt_slide(tiled):
+def test_failed_slides_table_lists_the_corrupt_and_the_blank_slides(tiled):
     workdir, plan = tiled
-    corrupt = sorted(slide.slide_id for slide in plan.slides if slide.kind == "corrupt")
+    expected = {slide.slide_id: {"corrupt": "failed", "empty": "no tissue"}[slide.kind]
+                for slide in plan.slides if slide.kind in ("corrupt", "empty")}  # fmt: skip
     lines = (workdir / "results" / "qc" / "failed_slides.tsv").read_text().splitlines()
-    assert lines[0] == "slide\treason"
-    assert sorted(line.split("\t")[0] for line in lines[1:]) == corrupt
-    assert all(".svs" in line.split("\t")[1] for line in lines[1:])  # the reason names the file
+    assert lines[0] == "slide\tstatus\treason"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert {slide: status for slide, status, _ in rows} == expected
+    assert all(".svs" in reason for _, status, reason in rows if status == "failed")  # the reason names the file
     empty = next(slide.slide_id for slide in plan.slides if slide.kind == "empty")
     assert "no tile reaches" in (workdir / "results" / "logs" / "tile" / f"{empty}.log").read_text()
 
