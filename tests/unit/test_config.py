@@ -20,6 +20,28 @@ def test_shipped_configs_validate():
     assert merged["demo"]["enabled"] is False and "NSCLC" in merged["sites"]
 
 
+PAPER_SITES = {  # reference modaltune-method.md section 4: site -> TCGA projects
+    "BRCA": ["BRCA"], "GBMLGG": ["GBM", "LGG"], "NSCLC": ["LUAD", "LUSC"], "RCC": ["KICH", "KIRC", "KIRP"],
+    "COADREAD": ["COAD", "READ"], "BLCA": ["BLCA"],
+}
+IN_DOMAIN = ["BRCA", "GBMLGG", "NSCLC", "RCC"]
+
+
+def test_tcga_template_holds_every_paper_site_and_the_table3_runs():
+    merged = config.load([REPO / "config" / "demo.yaml", REPO / "config" / "tcga.yaml"])
+    assert {site: inputs["projects"] for site, inputs in merged["sites"].items()} == PAPER_SITES
+    subtype_groups = yaml.safe_load((REPO / "modaltune" / "data" / "subtypes.yaml").read_text())
+    assert set(PAPER_SITES) <= set(subtype_groups)
+    assert {name: run["sites"] for name, run in merged["experiments"].items()} == {
+        "modaltune": IN_DOMAIN, "pancancer": IN_DOMAIN}
+    assert merged["evaluation"]["ood"] == [
+        {"experiment": "modaltune", "source": "BRCA", "targets": ["COADREAD", "BLCA"]},
+        {"experiment": "pancancer", "source": "pooled", "targets": ["COADREAD", "BLCA"]},
+    ]
+    assert merged["slides"]["min_tissue"] == 0.95  # the official tiling's foreground_threshold
+    assert Path(merged["omics"]["pathways"]).name == "gene_pathway_processed_v2.csv"  # Xena symbols
+
+
 def test_unknown_key_names_the_key_in_one_line():
     with pytest.raises(config.ConfigError) as error:
         config.validate({"demo": {"enabled": True}, "slides": {"tile_pxx": 256}})

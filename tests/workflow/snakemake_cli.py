@@ -91,12 +91,13 @@ def placeholder_slide_names(site_index: int, count: int) -> list[str]:
 def placeholder_tcga_config(root: Path, slides_per_site: dict[str, int] | None = None) -> Path:
     """An override for config/tcga.yaml whose every input path is an empty placeholder file under `root`.
 
-    The template's sites are kept (with `slides_per_site[site]` placeholder slides each, default 3); sites named
-    in `slides_per_site` but not in the template copy the template's first site. Only paths change: passed after
-    config/tcga.yaml, Snakemake merges it over the template, so every other setting is the template's own.
+    Every site of the template is kept (Snakemake's merge cannot remove one), with `slides_per_site[site]`
+    placeholder slides each, default 3; sites named in `slides_per_site` but not in the template copy the template's
+    first site. Only paths change: passed after config/tcga.yaml, Snakemake merges it over the template, so every
+    other setting is the template's own.
     """
     template = yaml.safe_load(TCGA_CONFIG.read_text())
-    wanted = slides_per_site or dict.fromkeys(template["sites"], 3)
+    wanted = dict.fromkeys(template["sites"], 3) | dict(slides_per_site or {})
     first_site = next(iter(template["sites"].values()))
     sites = {}
     for index, (site, count) in enumerate(wanted.items()):

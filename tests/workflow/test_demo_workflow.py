@@ -104,6 +104,19 @@ def test_table_cells_equal_the_probe_files(demo, name):
         assert all(f["site"] == row.site and f["experiment"] == row.experiment for f in files)
 
 
+def test_text_probe_table_has_every_site_seed_prompt_and_projector(demo):
+    """Supplementary Table 7: the demo's subtype prompts name the diagnosis, so the subtype probe reads it."""
+    table = pd.read_csv(demo / "results" / "tables" / "text_probe.csv")
+    prompts = ["general", "subtype", "stage", "survival"]
+    expected = {(site, seed, prompt, projector) for site in SITES for seed in SEEDS for prompt in prompts
+                for projector in ("none", "random")}
+    assert set(zip(table.site, table.seed, table.prompt, table.projector, strict=True)) == expected
+    subtype_prompt = table[table.prompt == "subtype"]
+    assert subtype_prompt.groupby("site")["subtype_balanced_accuracy"].mean().min() >= 0.9
+    markdown = (demo / "results" / "tables" / "text_probe.md").read_text()
+    assert " ± " in markdown and all(f"| {site}" in markdown for site in SITES)
+
+
 def test_ood_table_holds_each_configured_run(demo):
     table = pd.read_csv(demo / "results" / "tables" / "ood.csv", keep_default_na=False)
     runs = {
