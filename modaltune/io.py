@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None, mmap: bool 
 
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        # torch maps only its zip format; files of the legacy format are read
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     if key is not None:
         if key not in state:
             raise KeyError(f"{path}: no '{key}' entry; top-level keys are {sorted(state)[:10]}")

@@ -237,7 +237,7 @@ def _check_pathways(report: Preflight, config: dict[str, Any], rna_files: list[s
     try:
         match = build_pathways(path, rna_files).summary()
     except (ValueError, KeyError) as error:
-        report.error(_first_line(error))
+        report.error(f"omics.pathways {path}: {_first_line(error)}")
         return
     report.say(
         f"pathways {path}: {match['pathways']} pathways kept, {match['genes_found']} genes measured in every RNA "
@@ -297,11 +297,17 @@ def _check_models(report: Preflight, config: dict[str, Any]) -> None:
 def _check_tile_weights(report: Preflight, features: dict[str, Any]) -> None:
     from modaltune.features import WeightsError, check_weights
 
-    name = features["encoder"]
+    name, weights = features["encoder"], features["weights"]
+    if weights not in (None, "hub", "random") and Path(weights).is_file() and Path(weights).stat().st_size == 0:
+        report.error(f"features.weights: {weights} is an empty file")
+        return
     try:
-        source = check_weights(name, features["weights"])
-    except (WeightsError, OSError, RuntimeError) as error:
+        source = check_weights(name, weights)
+    except WeightsError as error:
         report.error(f"features.weights: {_first_line(error)}")
+        return
+    except Exception as error:  # any failure to read the file is a finding, whatever torch raises for it
+        report.error(f"features.weights: {weights} cannot be read: {_described(error)}")
         return
     described = {"random": "random weights", "hub": "downloaded at run time (not checked here)"}
     report.say(f"tile encoder {name}: {described.get(source, f'weights {source} match the architecture')}")
@@ -322,11 +328,20 @@ def _check_slide_weights(report: Preflight, slide: dict[str, Any]) -> None:
 
     from modaltune.models.slide_encoder import build_slide_encoder
 
+    if not Path(weights).is_file():
+        report.error(f"slide_encoder.weights: file not found: {weights} (Gigapath's slide_encoder.pth)")
+        return
+    if Path(weights).stat().st_size == 0:
+        report.error(f"slide_encoder.weights: {weights} is an empty file")
+        return
     try:
         with torch.device("meta"):  # names and shapes are compared; no tensor is allocated
             build_slide_encoder(name, weights)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
+    except ValueError as error:  # keys or shapes of another architecture
         report.error(f"slide_encoder.weights: {_first_line(error)}")
+        return
+    except Exception as error:  # any failure to read the file is a finding, whatever torch raises for it
+        report.error(f"slide_encoder.weights: {weights} cannot be read: {_described(error)}")
         return
     report.say(f"slide encoder {name}: weights {weights} match the architecture")
 
@@ -381,6 +396,11 @@ def _count_jobs(report: Preflight, snakefile: Path, files: list[Path], directory
 def _some(items) -> str:
     items = sorted(items)
     return ", ".join(items[:SHOWN]) + (f" (+{len(items) - SHOWN} more)" if len(items) > SHOWN else "")
+
+
+def _described(error: BaseException) -> str:
+    message = str(error).strip()
+    return type(error).__name__ + (f": {message.splitlines()[0]}" if message else "")
 
 
 def _first_line(error: BaseException) -> str:
