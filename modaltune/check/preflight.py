@@ -227,7 +227,11 @@ def _slide_patients(report: Preflight, site: str, inputs: dict[str, Any], on_err
 def _check_pathways(report: Preflight, config: dict[str, Any], rna_files: list[str]) -> None:
     from modaltune.omics.build import build_pathways
 
-    path = configuration.pathways_file(config)
+    try:
+        path = configuration.pathways_file(config)
+    except configuration.ConfigError as error:
+        report.error(str(error))
+        return
     if not Path(path).is_file():
         report.error(f"pathway file not found: {path} (omics.pathways)")
         return
@@ -324,8 +328,6 @@ def _check_slide_weights(report: Preflight, slide: dict[str, Any]) -> None:
                 "slide_encoder.pth file"
             )
         return
-    import torch
-
     from modaltune.models.slide_encoder import build_slide_encoder
 
     if not Path(weights).is_file():
@@ -335,8 +337,7 @@ def _check_slide_weights(report: Preflight, slide: dict[str, Any]) -> None:
         report.error(f"slide_encoder.weights: {weights} is an empty file")
         return
     try:
-        with torch.device("meta"):  # names and shapes are compared; no tensor is allocated
-            build_slide_encoder(name, weights)
+        build_slide_encoder(name, weights)  # loads strictly, as the run does (Gigapath's: 86 M parameters)
     except ValueError as error:  # keys or shapes of another architecture
         report.error(f"slide_encoder.weights: {_first_line(error)}")
         return
