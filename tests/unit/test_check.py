@@ -154,3 +154,15 @@ def test_check_names_the_weights_a_real_encoder_lacks(tmp_path):
     assert "features.weights: tile encoder 'gigapath' needs pretrained weights and none were given" in text
     assert "features.encoder 'gigapath' writes 1536-d tile features, but slide_encoder 'tiny' reads 96-d" in text
     assert "config error: set omics.pathways to a pathway file" in text
+
+
+def test_weights_of_the_legacy_torch_format_are_checked_too(tmp_path):
+    """Names and shapes come from a memory-mapped file where torch can map it (its zip format); a file of the legacy
+    format is read instead of failing."""
+    from modaltune.features import check_weights
+
+    state = create_encoder("tiny", device="cpu").model.state_dict()
+    legacy = tmp_path / "legacy.bin"
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    assert check_weights("tiny", legacy) == str(legacy)
+    assert check_weights("tiny", None) == "random"
