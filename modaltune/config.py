@@ -109,7 +109,7 @@ def load(paths: Iterable[str | os.PathLike], overrides: Mapping[str, Any] | None
 
 
 def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict update, the rule Snakemake applies to ``--configfile`` over the default config."""
+    """Recursive dict update, the rule Snakemake applies to several ``--configfile`` files, left to right."""
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             merge(base[key], value)
