@@ -82,6 +82,7 @@ def run_preflight(
     except (configuration.ConfigError, OSError) as error:
         report.error(str(error))
         return report
+    Path(directory).mkdir(parents=True, exist_ok=True)  # as `snakemake --directory` does (its dry run, too)
     with contextlib.chdir(directory):
         try:
             sites = configuration.site_inputs(config)

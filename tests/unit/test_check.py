@@ -166,3 +166,24 @@ def test_weights_of_the_legacy_torch_format_are_checked_too(tmp_path):
     torch.save(state, legacy, _use_new_zipfile_serialization=False)
     assert check_weights("tiny", legacy) == str(legacy)
     assert check_weights("tiny", None) == "random"
+
+
+def test_a_user_config_with_the_dev_overlay_passes_the_check(demo_run, tmp_path):
+    """The demo's generated files as a user's own cohort (no demo mode), under config/dev.yaml: the preflight finds
+    the same patients as in demo mode, no weights are needed, and only what the user's file asks for is planned."""
+    workdir, files = demo_run
+    site = workdir / config.DEMO_ROOT / SITE
+    user = {
+        "sites": {SITE: {"projects": ["LUAD", "LUSC"], "clinical": [str(site / "clinical.tsv")],
+                         "rna": [str(site / "HiSeqV2.tsv")], "slides": str(site / "slides")}},
+        "omics": {"pathways": str(workdir / config.DEMO_ROOT / "pathways.csv")},
+        "slides": {"on_error": "skip"},  # the demo cohort holds a truncated slide
+    }  # fmt: skip
+    path = tmp_path / "my.yaml"
+    path.write_text(yaml.safe_dump(user))
+    report = run_preflight([path, REPO / "config" / "dev.yaml"], SNAKEFILE, tmp_path / "run")
+    assert report.ok, report.render()
+    assert report.patients[SITE] == run_preflight(files, SNAKEFILE, workdir, count_jobs=False).patients[SITE]
+    assert "tile encoder tiny: random weights" in report.render()
+    assert not any(rule.startswith("demo") for rule in report.jobs)
+    assert report.jobs["train"] == len(config.validate({})["cohort"]["seeds"])  # modaltune on one site, per seed
