@@ -1,4 +1,4 @@
-"""The README's commands run as written.
+"""The README's commands, and those in the headers of the config templates and the SLURM profile, run as written.
 
 Every command of the README's bash code blocks, and every inline `snakemake ...` or `make ...`, runs in order in a
 sandbox that looks like a checkout (the repository's workflow/ and config/ linked in) with placeholder (empty) files
@@ -41,6 +41,20 @@ def readme_commands(text: str) -> list[str]:
         words = span.split()
         if words[0] in ("snakemake", "make") and len(words) > 1 and "<" not in span:
             commands.append(re.sub(r"\s+", " ", span))
+    return commands
+
+
+# Commands in the comment headers of the config templates and the SLURM profile ("#   snakemake ...", "# Run: ...");
+# the profile's `export` lines hold placeholders, and the test sets those variables itself (SLURM_ENV).
+HEADER_FILES = [REPO / "config" / "tcga.yaml", REPO / "config" / "dev.yaml", REPO / "workflow/profiles/slurm/config.yaml"]
+_HEADER_COMMAND = re.compile(r"^#\s+(?:[A-Z][a-z]+:\s+)?((?:snakemake|modaltune) .*)$")
+
+
+def header_commands(text: str) -> list[str]:
+    commands = []
+    for line in text.splitlines():
+        if match := _HEADER_COMMAND.match(line):
+            commands.append(shlex.join(shlex.split(match.group(1), comments=True)))
     return commands
 
 
@@ -124,6 +138,20 @@ def test_every_readme_command_runs_as_written(tmp_path):
         problem = run_as_dry_run(command, sandbox, env)
         if problem is not None:
             failures.append(f"$ {command}\n{problem}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_every_command_in_the_config_and_profile_headers_runs_as_written(tmp_path):
+    sandbox = make_sandbox(tmp_path / "checkout")
+    shutil.copy(sandbox / "config" / "tcga.yaml", sandbox / "my_tcga.yaml")  # the headers' commands name the copy
+    env = {**os.environ, **SLURM_ENV}
+    failures = []
+    for path in HEADER_FILES:
+        commands = header_commands(path.read_text())
+        assert commands, f"no command found in the header of {path}"
+        for command in commands:
+            if (problem := run_as_dry_run(command, sandbox, env)) is not None:
+                failures.append(f"{path.name}: $ {command}\n{problem}")
     assert not failures, "\n\n".join(failures)
 
 
