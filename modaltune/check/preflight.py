@@ -120,9 +120,16 @@ def _check_inputs(report: Preflight, config: dict[str, Any], sites: dict[str, di
 def _check_site(report: Preflight, site: str, inputs: dict[str, Any], on_error: str) -> None:
     projects = list(inputs["projects"])
     report.say(f"site {site} (projects {', '.join(projects)})")
-    clinical = set()
+    clinical, formats = set(), set()
     for path in inputs["clinical"]:
-        clinical |= _clinical_patients(report, site, path, projects)
+        patients, found = _clinical_patients(report, site, path, projects)
+        clinical |= patients
+        formats.add(found)
+    if "cbioportal_patient" in formats and "cbioportal_sample" not in formats:
+        report.say(
+            f"  warning: site {site} lists a cBioPortal patient table without its sample table: diagnoses "
+            f"(ONCOTREE_CODE, CANCER_TYPE_DETAILED) live in data_clinical_sample.txt; add it to sites.{site}.clinical"
+        )
     rna = set()
     for path in inputs.get("rna", []):
         rna |= _rna_patients(report, site, path)
@@ -149,18 +156,19 @@ def _check_site(report: Preflight, site: str, inputs: dict[str, Any], on_error: 
         )
 
 
-def _clinical_patients(report: Preflight, site: str, path: str, projects: list[str]) -> set[str]:
+def _clinical_patients(report: Preflight, site: str, path: str, projects: list[str]) -> tuple[set[str], str | None]:
+    """The table's patients in the site's projects, and its format name (None when unreadable)."""
     from modaltune.cohort.readers import detect_format, read_clinical
 
     if not Path(path).is_file():
         report.error(f"site {site}: clinical table not found: {path}")
-        return set()
+        return set(), None
     try:
         found = detect_format(path)
         records = read_clinical(path)
     except (ValueError, KeyError) as error:
         report.error(f"site {site}: {_first_line(error)}")
-        return set()
+        return set(), None
     kept = records[records["project"].isna() | records["project"].isin(projects)]
     others = records.loc[~records.index.isin(kept.index)].groupby("project")["patient"].nunique()
     report.say(
@@ -173,7 +181,7 @@ def _clinical_patients(report: Preflight, site: str, path: str, projects: list[s
             f"site {site}: {path} holds no patient of projects {projects} (its projects: {sorted(others.index)}); "
             f"fix sites.{site}.projects"
         )
-    return set(kept["patient"])
+    return set(kept["patient"]), found.name
 
 
 def _rna_patients(report: Preflight, site: str, path: str) -> set[str]:

@@ -187,3 +187,20 @@ def test_a_user_config_with_the_dev_overlay_passes_the_check(demo_run, tmp_path)
     assert "tile encoder tiny: random weights" in report.render()
     assert not any(rule.startswith("demo") for rule in report.jobs)
     assert report.jobs["train"] == len(config.validate({})["cohort"]["seeds"])  # modaltune on one site, per seed
+
+
+def test_check_reads_a_real_cbioportal_pair_and_warns_about_a_lone_patient_table(real_data, tmp_path):
+    study = real_data / "cbioportal_paad"
+    patients = set(pd.read_csv(study / "data_clinical_patient.txt", sep="\t", comment="#", dtype=str)["PATIENT_ID"])
+    (tmp_path / "slides").mkdir()
+    reports = {}
+    for name, tables in {"pair": ["data_clinical_patient.txt", "data_clinical_sample.txt"],
+                         "alone": ["data_clinical_patient.txt"]}.items():  # fmt: skip
+        site = {"projects": ["PAAD"], "clinical": [str(study / table) for table in tables], "slides": "slides"}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"sites": {"PAAD": site}}))
+        reports[name] = run_preflight([path], SNAKEFILE, tmp_path, count_jobs=False)
+    assert reports["pair"].patients["PAAD"]["clinical"] == len(patients)
+    assert "(cbioportal_patient)" in reports["pair"].render() and "(cbioportal_sample)" in reports["pair"].render()
+    assert "without its sample table" not in reports["pair"].render()
+    assert "warning: site PAAD lists a cBioPortal patient table without its sample table" in reports["alone"].render()
