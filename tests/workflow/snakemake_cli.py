@@ -33,14 +33,12 @@ def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None, time
     """`python -m snakemake` on the workflow in `workdir`; fails with the log tail when Snakemake does."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir)]
     command += ["--workflow-profile", "none", *map(str, args)]
-    # Rules call the `modaltune` command installed next to this interpreter, also when the venv is not activated.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     result = subprocess.run(
         command,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PATH": path, **(env or {})},
+        env={**os.environ, **(env or {})},
     )
     if result.returncode != 0:
         log = (result.stdout + result.stderr)[-6000:]

@@ -4,7 +4,6 @@ the planted signal and the Snakemake report."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +34,10 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(
         [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
          "--workflow-profile", "none", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=3600,
+        cwd=workdir, capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
 
 
