@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop the daemons tests/slurm/start_cluster.sh started, by the pid files in STATE_DIR (munged only when that
-# script started it). Daemons are stopped one by one and waited for, so none outlives the test run.
+# Stop the daemons tests/slurm/start_cluster.sh started, by the pid files in STATE_DIR. Daemons are stopped one by
+# one and waited for, so none outlives the test run; their files stay in STATE_DIR, nothing else was written.
 set -uo pipefail
 STATE_DIR=${1:?usage: stop_cluster.sh STATE_DIR}
 for daemon in slurmd slurmctld munged; do
