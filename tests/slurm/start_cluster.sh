@@ -4,11 +4,14 @@
 #   tests/slurm/start_cluster.sh STATE_DIR      # installs the packages when missing, then starts the daemons
 #   tests/slurm/stop_cluster.sh STATE_DIR       # stops exactly the daemons this script started
 #
-# The cluster leaves the machine's own SLURM and munge alone: its slurm.conf, munge key and socket, daemon state,
-# spool, pid and log files all live in STATE_DIR (nothing is written under /etc). Commands find the cluster through
-# SLURM_CONF=STATE_DIR/slurm.conf (sbatch exports it into the jobs, where srun reads it too); slurm.conf names
-# the private munge socket (AuthInfo). Accounting is off, so sacct and sacctmgr do not work: runs use
-# `--slurm-status-command squeue` and no account.
+# The cluster leaves the machine as it found it: its slurm.conf, munge key and socket, daemon state, spool, pid and
+# log files live in STATE_DIR, and the machine's munge key and any running munged are never touched (slurm.conf
+# names the private munge socket, AuthInfo). Commands find the cluster through SLURM_CONF=STATE_DIR/slurm.conf,
+# except `srun` inside a job: Snakemake's slurm-jobstep executor strips every SLURM_* variable (SLURM_CONF too)
+# before it calls srun, which then reads /etc/slurm/slurm.conf. So the config is also put there for the life of
+# the cluster: the machine's own file is saved in STATE_DIR first, and stop_cluster.sh puts it back (or removes
+# ours when there was none). A running slurmctld or slurmd is never touched: the script stops instead.
+# Accounting is off, so sacct and sacctmgr do not work: runs use `--slurm-status-command squeue` and no account.
 # Exit status 3 means SLURM cannot be installed here (not root, or no apt-get); the pytest fixture skips on it.
 # On success the last two lines on stdout are `SLURM_CONF=<path>` and `PARTITION=<name>`.
 set -euo pipefail
@@ -48,6 +51,14 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "cannot start SLURM: the daemons need root" >&2; exit 3
 fi
 
+for daemon in slurmctld slurmd; do
+  if pid=$(pgrep -x "$daemon"); then
+    echo "$daemon is already running (pid $pid): stop that cluster first (its own stop script, or" \
+      "tests/slurm/stop_cluster.sh STATE_DIR for a test cluster); this test does not touch a running SLURM" >&2
+    exit 1
+  fi
+done
+
 # munge authenticates every SLURM message: a private munged with its own key and socket in STATE_DIR, so the
 # machine's key (/etc/munge/munge.key) and a munged already running stay untouched.
 MUNGE_DIR=$STATE_DIR/munge
@@ -61,13 +72,6 @@ munged --force --key-file="$MUNGE_DIR/munge.key" --socket="$MUNGE_SOCKET" --pid-
 for _ in $(seq 50); do
   munge --socket="$MUNGE_SOCKET" -n 2>/dev/null | unmunge --socket="$MUNGE_SOCKET" >/dev/null 2>&1 && break
   sleep 0.1
-done
-
-for daemon in slurmctld slurmd; do
-  if pid=$(pgrep -x "$daemon"); then
-    echo "$daemon is already running (pid $pid): stop that cluster first (tests/slurm/stop_cluster.sh STATE_DIR)" >&2
-    exit 1
-  fi
 done
 
 HOST=$(hostname -s)
@@ -104,6 +108,17 @@ ReturnToService=2
 $NODE_LINE State=UNKNOWN
 PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
+
+# For srun inside jobs (see the header): save the machine's file, then install ours until stop_cluster.sh.
+MACHINE_CONF=/etc/slurm/slurm.conf
+if [[ -e $MACHINE_CONF ]]; then
+  cp -p "$MACHINE_CONF" "$STATE_DIR/machine-slurm.conf"
+elif [[ ! -d /etc/slurm ]]; then
+  touch "$STATE_DIR/machine-had-no-etc-slurm"
+fi
+touch "$STATE_DIR/machine-conf-saved"  # stop_cluster.sh restores only after this point was reached
+mkdir -p /etc/slurm
+cp "$SLURM_CONF" "$MACHINE_CONF"
 
 started=$(date +%s)
 slurmctld

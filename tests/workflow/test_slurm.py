@@ -1,8 +1,9 @@
 """The demo's tiling runs on a real single-node SLURM cluster through the shipped SLURM profile.
 
 tests/slurm/start_cluster.sh installs slurm-wlm and munge when missing (root + apt-get), writes slurm.conf for this
-host and starts the daemons, all in a temporary folder: the machine's own SLURM configuration and munge key are
-never touched (commands find the test cluster through SLURM_CONF). The test is skipped only when SLURM cannot be
+host and starts the daemons, with their files in a temporary folder: the machine's munge key is never touched
+(a private munged and key), and its /etc/slurm/slurm.conf, which srun inside a job must read, is saved and put
+back when the cluster stops; the test checks that both are as it found them. The test is skipped only when SLURM cannot be
 installed here (set MODALTUNE_REQUIRE_SLURM=1, as .ci/run does, to make that a failure; `make test` ends with a
 loud note when it was skipped). Evidence that the jobs ran under SLURM comes
 from SLURM itself: its job-completion records (jobcomp/filetxt) and the job logs it wrote as <jobid>.log.
