@@ -495,3 +495,56 @@ def test_text_probe_separates_subtypes_from_the_release_records(real_data, minil
             assert accuracy[(site, "survival", projector)] <= 0.8, (site, projector)
     table = markdown.read_text()
     assert "| BRCA   | subtype  | random" in table and " ± " in table
+
+
+def conch_text_keys(vocab=32007, width=768, layers=12, output_dim=512, context_length=128):
+    """Reference data-formats.md section 8: the `text.*` keys of CONCH's pytorch_model.bin with shapes (CoCa text
+    tower, embed_cls True; open_clip's TextTransformer names), written out by hand."""
+    keys = {"text.text_projection": (width, output_dim), "text.cls_emb": (width,),
+            "text.token_embedding.weight": (vocab, width), "text.positional_embedding": (context_length, width),
+            "text.ln_final.weight": (width,), "text.ln_final.bias": (width,)}
+    for layer in range(layers):
+        prefix = f"text.transformer.resblocks.{layer}."
+        keys[f"{prefix}attn.in_proj_weight"], keys[f"{prefix}attn.in_proj_bias"] = (3 * width, width), (3 * width,)
+        keys[f"{prefix}attn.out_proj.weight"], keys[f"{prefix}attn.out_proj.bias"] = (width, width), (width,)
+        for norm in ("ln_1", "ln_2"):
+            keys[f"{prefix}{norm}.weight"], keys[f"{prefix}{norm}.bias"] = (width,), (width,)
+        keys[f"{prefix}mlp.c_fc.weight"], keys[f"{prefix}mlp.c_fc.bias"] = (4 * width, width), (4 * width,)
+        keys[f"{prefix}mlp.c_proj.weight"], keys[f"{prefix}mlp.c_proj.bias"] = (width, 4 * width), (width,)
+    return keys
+
+
+def test_conch_text_tower_has_conchs_text_key_set():
+    from modaltune.text.conch import ConchTextTower
+
+    with torch.device("meta"):
+        tower = ConchTextTower()
+    assert {f"text.{k}": tuple(v.shape) for k, v in tower.state_dict().items()} == conch_text_keys()
+
+
+def test_conch_text_tower_equals_open_clips_text_transformer(tmp_path):
+    """An independent implementation: open_clip's TextTransformer (the code CONCH's CoCa forks) with a tiny CONCH-like
+    config -- CLS embedding appended, causal mask, the CLS row masking padding, a text projection -- saved under
+    CONCH's key names and loaded with our loader, gives the same vectors."""
+    from open_clip.transformer import TextTransformer
+
+    from modaltune.text.conch import load_conch_text_tower
+
+    torch.manual_seed(0)
+    slots = 16  # tokens per prompt incl. the CLS slot (CONCH: 128)
+    reference = TextTransformer(context_length=slots - 1, vocab_size=50, width=32, heads=4, layers=2, output_dim=16,
+                                embed_cls=True, pad_id=0).eval()
+    with torch.no_grad():  # every weight non-trivial, biases and LayerNorms included
+        for parameter in reference.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    torch.save({f"text.{k}": v for k, v in reference.state_dict().items()}, tmp_path / "pytorch_model.bin")
+    tower = load_conch_text_tower(tmp_path / "pytorch_model.bin", heads=4)
+
+    lengths = [slots - 1, 9, 4, 2]  # a full prompt and padded ones: the padding mask matters
+    tokens = torch.zeros(len(lengths), slots, dtype=torch.long)  # <pad> = 0, the last slot the CLS placeholder
+    for row, length in enumerate(lengths):
+        tokens[row, :length] = torch.randint(3, 50, (length,))
+    with torch.no_grad():
+        expected = reference(tokens[:, :-1])
+        torch.testing.assert_close(tower(tokens, normalize=False), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(tower(tokens), torch.nn.functional.normalize(expected, dim=-1))

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -240,6 +241,23 @@ def test_a_checkpoint_of_other_settings_is_discarded_not_resumed(cohort, tmp_pat
     history = run(cohort, tmp_path / "run", epochs=2, stop_after_epochs=1, lr=2e-3)
     assert "starting afresh" in caplog.text
     assert history["lr"].tolist() == [2e-3]  # epoch 0 was trained again with the new settings
+
+
+def test_gene_scaling_is_fitted_on_the_training_split_only(cohort, tmp_path):
+    """Validation and test patients get extreme gene values: statistics fitted on every patient would move far
+    from the training-only ones that the model must store (and apply to every split)."""
+    extreme = shutil.copytree(cohort, tmp_path / "results")
+    splits = pd.read_parquet(extreme / "cohort" / "S1_splits.parquet").set_index("patient")["split"]
+    omics = pd.read_parquet(extreme / "omics" / "S1.parquet").set_index("patient")
+    held_out = splits.index[splits != "train"]
+    omics.loc[held_out] = 1e4 * (1 + np.arange(len(held_out)))[:, None]
+    omics.reset_index().to_parquet(extreme / "omics" / "S1.parquet")
+    run(extreme, tmp_path / "model", epochs=1)
+
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())["gene_scaler"]
+    train = omics.loc[splits.index[splits == "train"], saved["genes"]].to_numpy(np.float64)
+    np.testing.assert_allclose(saved["mean"], train.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(saved["std"], train.std(axis=0, ddof=0), rtol=1e-12)
 
 
 def test_validation_and_test_text_is_never_read(cohort):

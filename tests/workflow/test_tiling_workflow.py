@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -106,15 +104,3 @@ def test_rerun_has_nothing_to_do(tiled):
     )  # fmt: skip
     assert run.returncode == 0 and "Nothing to be done" in run.stdout + run.stderr
 
-
-def test_lint_is_clean_for_the_tiling_rules(tmp_path):
-    run = _snakemake("--lint", cwd=REPO)
-    report = run.stdout + run.stderr
-    assert "Lints for" in report or "good condition" in report, report[-2000:]  # the linter did run
-    blocks = re.split(r"\n(?=Lints for )", report)
-    mine = [
-        block
-        for block in blocks
-        if re.match(r"Lints for (snakefile \S*slides\.smk|rule (tile|tiling_report) )", block)
-    ]
-    assert not mine, "\n".join(mine)

@@ -8,10 +8,12 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 
 import modaltune.config
+import modaltune.weights
 
 try:
     modaltune.config.validate(config)
-except modaltune.config.ConfigError as error:
+    modaltune.weights.check_workflow(config)  # no random encoder weights by accident
+except (modaltune.config.ConfigError, modaltune.weights.WeightsError) as error:
     raise WorkflowError(str(error)) from None
 
 # With --use-conda, envs/<env>.post-deploy.sh installs this checkout into each job environment; it finds
