@@ -6,7 +6,7 @@ CORES  ?= 2
 # Rules call the `modaltune` command of the venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test test-slurm lint bench clean
+.PHONY: demo test validate test-slurm lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra
+
+# The synthetic validation study (config/validation.yaml, about 30 min on 2 cores), in its own working directory so
+# that it leaves the demo's outputs alone: the report is $(VALIDATION_DIR)/results/tables/validation.md.
+VALIDATION_DIR ?= results/validation
+validate: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(abspath config/validation.yaml) --directory $(VALIDATION_DIR) all
 
 # Only the test on a real single-node SLURM cluster (as root it apt-installs slurm-wlm + munge when missing).
 test-slurm: $(STAMP)
