@@ -6,7 +6,7 @@ CORES  ?= 2
 # Rules call the `modaltune` command of the venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test validate test-slurm lint bench clean
+.PHONY: demo test validate test-slurm lint bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,8 +34,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check modaltune tests benchmarks
 	$(BIN)/snakemake --lint
 
+# CPU benchmarks; gpu_check.py needs a GPU (`make gpu-check`, JSON in results/gpu_check.json).
 bench: $(STAMP)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in $(filter-out benchmarks/gpu_check.py,$(wildcard benchmarks/*.py)); do \
+		echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --out results/gpu_check.json
 
 clean:
 	rm -rf results/demo results/tiles results/qc .snakemake
