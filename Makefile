@@ -3,10 +3,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= 2
-# Rules call the `modaltune` command of the venv.
-export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test validate test-slurm lint bench gpu-check clean
+.PHONY: demo test validate test-slurm lint bench gpu-check preflight clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,15 +18,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra
 
-# The synthetic validation study (config/validation.yaml, about 30 min on 2 cores), in its own working directory so
-# that it leaves the demo's outputs alone: the report is $(VALIDATION_DIR)/results/tables/validation.md.
+# The synthetic validation study (config/validation.yaml over the demo config, about 30 min on 2 cores), in its own
+# working directory so that it leaves the demo's outputs alone: the report is
+# $(VALIDATION_DIR)/results/tables/validation.md.
 VALIDATION_DIR ?= results/validation
 validate: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile $(abspath config/validation.yaml) --directory $(VALIDATION_DIR) all
+	$(BIN)/snakemake --cores $(CORES) --directory $(VALIDATION_DIR) all \
+		--configfile $(abspath config/demo.yaml) $(abspath config/validation.yaml)
 
 # Only the test on a real single-node SLURM cluster (as root it apt-installs slurm-wlm + munge when missing).
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -ra -m slurm
+
+# The preflight of a run: make preflight CONFIG="my_tcga.yaml config/dev.yaml" (without CONFIG: the demo).
+preflight: $(STAMP)
+	$(BIN)/python -m modaltune check $(if $(CONFIG),--configfile $(CONFIG))
 
 lint: $(STAMP)
 	$(BIN)/ruff check modaltune tests benchmarks

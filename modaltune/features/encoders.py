@@ -116,11 +116,7 @@ def create_encoder(
         )
     else:
         path = _download(config) if source == "hub" else Path(source)
-        state = _flat_float_state(load_state_dict(path), path)
-        # built on the meta device: a random initialisation of ViT-g's 1.1 B parameters would be thrown away
-        with torch.device("meta"):
-            model = timm.create_model(config.arch, pretrained=False, **model_args)
-        _check_keys(model, state, path, config, model_args)
+        model, state = _checked_model(config, path, model_args)
         model.load_state_dict(state, strict=True, assign=True)
         provenance = f"hub:{config.hf_repo}" if source == "hub" else str(path)
     resolved = resolve_device(device)
@@ -133,6 +129,32 @@ def create_encoder(
         weights=provenance,
         preprocess=TilePreprocess(config.transform),
     )
+
+
+def check_weights(name: str, weights: str | os.PathLike | None) -> str:
+    """What ``create_encoder(name, weights)`` would load, checked without loading it: the weights are given where
+    the encoder needs them and a file matches the architecture key by key and shape by shape (its tensors are
+    memory-mapped, the model is built on the meta device). Returns the source: a path, "hub" (not downloaded
+    here) or "random"; raises :class:`WeightsError` naming the problem."""
+    config = get_encoder_config(name)
+    source = _weights_source(config, weights)
+    if source not in ("hub", "random"):
+        _checked_model(config, Path(source), config.model_args, mmap=True)
+    return source
+
+
+def _checked_model(
+    config: EncoderConfig, path: Path, model_args: dict[str, Any], mmap: bool = False
+) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """The encoder on the meta device and the state of ``path``, checked to match key by key."""
+    import timm
+
+    state = _flat_float_state(load_state_dict(path, mmap=mmap), path)
+    # built on the meta device: a random initialisation of ViT-g's 1.1 B parameters would be thrown away
+    with torch.device("meta"):
+        model = timm.create_model(config.arch, pretrained=False, **model_args)
+    _check_keys(model, state, path, config, model_args)
+    return model, state
 
 
 def _weights_source(config: EncoderConfig, weights: str | os.PathLike | None) -> str:

@@ -431,34 +431,67 @@ def test_conch_checkpoint_with_a_missing_or_extra_text_key_is_refused(conch_file
 # --- text probe on prompts from real clinical tables -------------------------------------------------------------
 
 
-def test_text_probe_runs_on_prompts_from_real_clinical_tables(real_data, minilm, tmp_path, capsys):
+RELEASE_SPLITS = {"train": "train", "val": "val", "test": "test"}
+
+
+def release_cohort(real_data, site: str, per_split: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The official release's records of one site (json_splits/tcga_{site}) as a cohort table and its split (seed 0):
+    one row per patient (its first slide's record), the first ``per_split[split]`` patients of each split file."""
+    import json
+
+    folder = real_data / "modaltune_release" / "json_splits" / f"tcga_{site.lower()}"
+    rows, splits = [], []
+    for split, count in per_split.items():
+        records = json.loads((folder / f"{split}_{site.lower()}_cls_feat.json").read_text())["data"]
+        first = list({r["case_submitter_id"]: r for r in reversed(records)}.values())[::-1][:count]
+        for r in first:
+            rows.append({
+                "patient": r["case_submitter_id"], "site": site, "project": r["project_id"].removeprefix("TCGA-"),
+                "diagnosis": r["primary_diagnosis"], "subtype_class": int(r["primary_class"]),
+                "time_months": float(r["durations"]), "event": int(r["vital_status"]),
+                "stage": r["ajcc_pathologic_stage"], "t_stage": r["ajcc_pathologic_t"],
+                "n_stage": r["ajcc_pathologic_n"], "m_stage": r["ajcc_pathologic_m"],
+                "age": float(r["age_at_index"]) if r["age_at_index"] not in (None, "", "'--") else np.nan,
+                "has_rna": bool(r["gene_availability"]),
+            })
+            splits.append({"patient": r["case_submitter_id"], "seed": 0, "split": split})
+    return pd.DataFrame(rows), pd.DataFrame(splits)
+
+
+def test_text_probe_separates_subtypes_from_the_release_records(real_data, minilm, tmp_path):
+    """Prompts from the official release's records (stages, TNM, survival months, vital status) of three sites; the
+    subtype is near-perfectly separable from the subtype and general prompts (they name the diagnosis), and not from
+    the survival prompt (location, stage and survival only): the control that the probe reads the prompt's content."""
     from modaltune.cli import main
-    from modaltune.cohort import make_splits
     from modaltune.io import write_parquet
     from modaltune.text.encoders import embed_prompts
-    from modaltune.text.probe import METRICS
 
-    # Lung (TCGA-LUSC) and kidney (TCGA-KIRC, 2019 export) patients as the two classes of a pan-cancer-style mix.
-    lusc = real_site_cohort(real_data, "gdc_clinical_lusc/clinical.tsv", "NSCLC", "LUSC", patients=40)
-    kirc = real_site_cohort(real_data, "gdc_clinical_kirc_2019/clinical.tsv", "RCC", "KIRC", patients=40)
-    cohort = pd.concat([lusc.assign(subtype_class=0), kirc.assign(subtype_class=1)], ignore_index=True)
-    splits = make_splits(cohort, seeds=[0])
-    prompts = pd.concat([
-        prompts_for_seed(cohort[cohort["site"] == site], splits, site, seed=0).prompts for site in ("NSCLC", "RCC")
-    ])
-    embeddings = embed_prompts(prompts[prompts["task"] == "general"], minilm, batch_size=32)
-    write_parquet(cohort, tmp_path / "cohort.parquet")
-    write_parquet(splits, tmp_path / "splits.parquet")
-    write_parquet(embeddings, tmp_path / "seed0_minilm.parquet", metadata={"seed": 0})
+    prompts_used = ["general", "subtype", "survival"]
+    site_args = []
+    for site in ("BRCA", "NSCLC", "RCC"):
+        cohort, splits = release_cohort(real_data, site, {"train": 60, "test": 40})
+        prompts = prompts_for_seed(cohort, splits, site, seed=0)
+        assert not prompts.unknown, prompts.unknown  # every release stage/TNM value is in the phrase tables
+        general = prompt_of(prompts.prompts, cohort["patient"].iloc[0], "general")
+        assert "Cancer diagnosis: " in general and "Overall stage: stage " in general and "months" in general
+        chosen = prompts.prompts[prompts.prompts["task"].isin(prompts_used)]
+        write_parquet(cohort, tmp_path / f"{site}.parquet")
+        write_parquet(splits, tmp_path / f"{site}_splits.parquet")
+        write_parquet(embed_prompts(chosen, minilm, batch_size=64), tmp_path / f"{site}_seed0.parquet",
+                      metadata={"seed": 0})
+        site_args += ["--site", site, *(str(tmp_path / name) for name in
+                                        (f"{site}.parquet", f"{site}_splits.parquet", f"{site}_seed0.parquet"))]
 
-    assert main(["text-probe", "--cohort", str(tmp_path / "cohort.parquet"), "--splits", str(tmp_path / "splits.parquet"),
-                 "--embeddings", str(tmp_path / "seed0_minilm.parquet"), "--out", str(tmp_path / "probe.csv")]) == 0
-    printed = capsys.readouterr().out
-    assert all(metric in printed for metric in METRICS) and "| random" in printed and " ± " in printed
-    results = pd.read_csv(tmp_path / "probe.csv")
-    assert list(results["projector"]) == ["none", "random"] and list(results["dim"]) == [384, 256]
-    assert (results["n_test"] == 16).all()
-    for metric in METRICS:
-        assert results[metric].between(0.0, 1.0).all(), metric
-    assert (results["subtype_balanced_accuracy"] > 0.9).all()  # "lung ..." vs "kidney ..." prompts
-    assert (results["c_index"] > 0.6).all()  # the general prompt states the survival bin and the event
+    csv, markdown = tmp_path / "tables" / "text_probe.csv", tmp_path / "tables" / "text_probe.md"
+    assert main(["text-probe", *site_args, "--csv", str(csv), "--markdown", str(markdown)]) == 0
+    results = pd.read_csv(csv)
+    assert len(results) == 3 * len(prompts_used) * 2 and (results["n_test"] == 40).all()
+    assert set(zip(results["projector"], results["dim"], strict=True)) == {("none", 384), ("random", 256)}
+    accuracy = results.set_index(["site", "prompt", "projector"])["subtype_balanced_accuracy"]
+    for site in ("BRCA", "NSCLC", "RCC"):
+        for projector in ("none", "random"):
+            assert accuracy[(site, "subtype", projector)] >= 0.95, (site, projector)
+            assert accuracy[(site, "general", projector)] >= 0.9, (site, projector)
+            assert accuracy[(site, "survival", projector)] <= 0.8, (site, projector)
+    table = markdown.read_text()
+    assert "| BRCA   | subtype  | random" in table and " ± " in table

@@ -4,7 +4,6 @@ the planted signal and the Snakemake report."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +34,10 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(
         [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
          "--workflow-profile", "none", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=3600,
+        cwd=workdir, capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
 
 
@@ -102,6 +100,19 @@ def test_table_cells_equal_the_probe_files(demo, name):
         else:  # a single run (the frozen encoder) has no std
             assert row.std == ""
         assert all(f["site"] == row.site and f["experiment"] == row.experiment for f in files)
+
+
+def test_text_probe_table_has_every_site_seed_prompt_and_projector(demo):
+    """Supplementary Table 7: the demo's subtype prompts name the diagnosis, so the subtype probe reads it."""
+    table = pd.read_csv(demo / "results" / "tables" / "text_probe.csv")
+    prompts = ["general", "subtype", "stage", "survival"]
+    expected = {(site, seed, prompt, projector) for site in SITES for seed in SEEDS for prompt in prompts
+                for projector in ("none", "random")}
+    assert set(zip(table.site, table.seed, table.prompt, table.projector, strict=True)) == expected
+    subtype_prompt = table[table.prompt == "subtype"]
+    assert subtype_prompt.groupby("site")["subtype_balanced_accuracy"].mean().min() >= 0.9
+    markdown = (demo / "results" / "tables" / "text_probe.md").read_text()
+    assert " ± " in markdown and all(f"| {site}" in markdown for site in SITES)
 
 
 def test_ood_table_holds_each_configured_run(demo):

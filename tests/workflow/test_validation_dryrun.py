@@ -22,7 +22,8 @@ def job_inputs(dry_run_output: str) -> dict[str, set[str]]:
 
 
 def test_validation_config_plans_the_report_and_only_it_reads_the_truth(tmp_path):
-    output = snakemake(tmp_path, "--dry-run", "all", "--configfile", REPO / "config" / "validation.yaml").stdout
+    output = snakemake(tmp_path, "--dry-run", "all", "--configfile", REPO / "config" / "demo.yaml",
+                      REPO / "config" / "validation.yaml").stdout
     jobs = planned_jobs(output)
     report = [job for job in jobs if job.rule == "validation_report"]
     assert len(report) == 1
