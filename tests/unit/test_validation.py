@@ -108,8 +108,9 @@ def test_ordering_checks_compare_site_means_and_name_absent_rows():
     checks = {statement: (holds, figures) for statement, holds, figures in
               ordering_checks(results, known, settings, {"modaltune": "ModalTune", "gigapath_lp": "Gigapath LP"})}
     # best single modality: NSCLC 0.70 (expression), RCC 0.72 (slides): mean 0.71 vs ModalTune's 0.715
-    assert checks["ModalTune above the best single modality's reachable C-index"][0] is True
-    assert "mean 0.715 vs 0.710" in checks["ModalTune above the best single modality's reachable C-index"][1]
+    assert checks["ModalTune above the best single modality's reachable C-index"] == (
+        True, "mean 0.715 vs 0.710 (NSCLC 0.730 vs 0.700, RCC 0.700 vs 0.720)")
+    assert checks["ModalTune above the best single-modality method (Gigapath LP)"][0] is True
     assert checks["ModalTune above Gigapath LP"][0] is True
     assert checks["pancancer above the best single modality's reachable C-index"] == (
         None, "not in results.csv: pancancer")
@@ -118,6 +119,21 @@ def test_ordering_checks_compare_site_means_and_name_absent_rows():
     assert "| ModalTune | 0.730 ± 0.010 | 0.700 ± 0.010 | 0.715 |" in markdown
     assert "**not checked**: not in results.csv: pancancer" in markdown
     assert "| abmil | – | 0.800 ± 0.010 | 0.800 |" in markdown  # any row of results.csv, e.g. a baseline
+
+
+def test_rows_join_the_groups_by_the_modality_column_of_results():
+    known = _known("RCC", 0.80, 0.70, 0.68)
+    results = _results([("survival", "gigapath_lp", "RCC", 0.60), ("survival", "modaltune", "RCC", 0.66),
+                        ("survival", "abmil", "RCC", 0.67), ("survival", "snn", "RCC", 0.65),
+                        ("survival", "mcat", "RCC", 0.71)])
+    results["modality"] = results["experiment"].map(
+        {"gigapath_lp": "wsi", "modaltune": "multimodal", "abmil": "wsi", "snn": "genomics", "mcat": "multimodal"})
+    checks = {statement: (holds, figures) for statement, holds, figures in
+              ordering_checks(results, known, SETTINGS, {"abmil": "ABMIL"})}
+    assert checks["modaltune above the best single-modality method (ABMIL)"] == (
+        False, "mean 0.660 vs 0.670 (RCC 0.660 vs 0.670)")
+    assert checks["mcat above the best single modality's reachable C-index"][0] is True
+    assert checks["modaltune above gigapath_lp"][0] is True
 
 
 def test_validation_report_command_writes_the_report(site_files, tmp_path):
