@@ -151,3 +151,13 @@ def test_validation_report_command_writes_the_report(site_files, tmp_path):
     assert "- modaltune above gigapath_lp: **does NOT hold**: mean 0.500 vs 0.550" in text
     known = pd.read_csv(out.with_suffix(".csv"))
     assert set(known["seed"]) == {0, 1} and set(known["site"]) == {"RCC"}
+
+
+def test_only_the_generator_and_the_validation_report_refer_to_the_truth():
+    """Training and evaluation cannot read the truth by path either: no other module or rule file names it."""
+    allowed = {"modaltune/synth", "modaltune/report/validation.py", "modaltune/report/cli.py",
+               "modaltune/schema/validation.yaml", "workflow/rules/demo.smk", "workflow/rules/validation.smk"}
+    files = [*REPO.glob("modaltune/**/*.py"), *REPO.glob("modaltune/**/*.yaml"), *REPO.glob("workflow/**/*.smk"),
+             *REPO.glob("workflow/**/*.py"), REPO / "workflow" / "Snakefile"]
+    mentions = {str(path.relative_to(REPO)) for path in files if "truth" in path.read_text().lower()}
+    assert mentions and all(any(m == a or m.startswith(a + "/") for a in allowed) for m in mentions), mentions
