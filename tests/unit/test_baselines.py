@@ -27,7 +27,7 @@ TILE_DIM = SLIDE_ENCODERS["tiny"].in_chans
 PATHWAYS = [[0, 1, 2], [2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
 N_GENES = 12
 INPUTS = BaselineInputs(feature_dim=TILE_DIM, n_genes=N_GENES, pathway_genes=PATHWAYS,
-                        slide_encoder={"name": "tiny", "weights": None, "checkpointing": False})
+                        slide_encoder={"name": "tiny", "weights": None, "checkpointing": False, "depth": 2})
 # Small widths so the tests run in seconds; the architecture is the configured one.
 SMALL = {
     "abmil": {"hidden_dim": 16, "attention_dim": 8},
@@ -36,8 +36,8 @@ SMALL = {
     "mlp": {"hidden_dim": 16},
     "snn": {"hidden_dim": 16},
     "smlp": {"latent_dim": 8},
-    "gene_mixer": {"output_dim": 16, "latent_dim": 8, "depth": 1, "tokens": 4},
-}
+    "gene_mixer": {"output_dim": 16, "latent_dim": 8, "depth": 1, "tokens": 4, "dropout": 0.0},
+}  # gene_mixer: at 8 latent channels its dropout drowns the planted signal in 6 epochs
 # Parameters whose gradient is zero by construction: a constant added to every attention score cancels in the softmax.
 SHIFT_INVARIANT = {"abmil": {"pool.score.bias"}}
 
@@ -133,10 +133,9 @@ def test_gigapath_tuned_updates_the_encoder_with_layer_wise_decay():
 
 
 def test_gigapath_tuned_feature_layer_freezes_the_unused_blocks():
-    model = create_baseline("gigapath_tuned", 2, INPUTS, feature_layer=4)
+    model = create_baseline("gigapath_tuned", 2, INPUTS, feature_layer=1)
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-    assert frozen and all(n.startswith(("encoder.encoder.layers.4.", "encoder.encoder.layers.5.",
-                                        "encoder.encoder.layer_norm.")) for n in frozen)
+    assert frozen and all(n.startswith(("encoder.encoder.layers.1.", "encoder.encoder.layer_norm.")) for n in frozen)
     assert model(patient_with_slides(1, np.random.default_rng(0))).shape == (2,)
 
 
@@ -177,11 +176,11 @@ def test_bins_are_uncensored_quartiles_with_the_training_range_outside():
 # ---- a small synthetic site with a planted signal ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """48 patients in 2 classes with 1-2 slides; the class shifts the tiles and genes and shortens survival."""
+    """56 patients in 2 classes with 1-2 slides; the class shifts the tiles and genes and shortens survival."""
     root = tmp_path_factory.mktemp("results")
     rng = np.random.default_rng(0)
     genes = [f"G{i}" for i in range(N_GENES)]
-    split_of = ["train"] * 32 + ["val"] * 6 + ["test"] * 10
+    split_of = ["train"] * 32 + ["val"] * 8 + ["test"] * 16
     rows, omics = [], []
     for i, split in enumerate(split_of):
         patient, label = f"TCGA-AA-{i:04d}", i % 2
@@ -216,7 +215,7 @@ def site_data(root, cache_mb=100):
 
 
 def section(name, **training):
-    shared = {"epochs": 8, "warmup_epochs": 0, "accumulate": 2, "device": "cpu", "precision": "fp32", "threads": 1}
+    shared = {"epochs": 6, "warmup_epochs": 0, "accumulate": 2, "device": "cpu", "precision": "fp32", "threads": 1}
     lr = {"gigapath_tuned": 5e-4, "transmil": 2e-3}.get(name, 3e-3)
     return validate({"baselines": {"training": dict(shared, **training), name: dict(SMALL[name], lr=lr)}})[
         "baselines"]
@@ -226,7 +225,8 @@ def section(name, **training):
 def test_each_baseline_learns_the_planted_signal_above_chance(site, name, tmp_path):
     data = site_data(site)
     inputs = data.inputs(PATHWAYS, INPUTS.slide_encoder)
-    for task, floor in (("subtype", 0.75), ("survival", 0.7)):
+    # Perfect class separation gives a C-index of about 0.75 here (pairs within a class are a coin flip).
+    for task, floor in (("subtype", 0.75), ("survival", 0.65)):
         record = train_baseline(name, data, task, section(name), inputs, device=torch.device("cpu"), seed=0,
                                 out_stem=tmp_path / task)
         assert record["status"] == "ok"
@@ -235,7 +235,7 @@ def test_each_baseline_learns_the_planted_signal_above_chance(site, name, tmp_pa
         assert sorted(predictions["patient"]) == sorted(data.experiment.split_patients("test"))
         assert not (tmp_path / f"{task}.checkpoint").exists()
     written = json.loads((tmp_path / "survival.json").read_text())
-    assert written["metric"] == "c_index" and len(written["history"]) == 8 and written["modality"]
+    assert written["metric"] == "c_index" and len(written["history"]) == 6 and written["modality"]
 
 
 def test_survival_bins_come_from_the_training_patients_only(site):
