@@ -6,6 +6,12 @@ and modalities without importing torch; each family lives in its own small modul
 
 from __future__ import annotations
 
-from modaltune.baselines.registry import BASELINES, MODALITY_TITLES, BaselineSpec, baseline_names, create_baseline
+from modaltune.baselines.registry import (
+    BASELINES,
+    MODALITY_TITLES,
+    BaselineSpec,
+    baseline_names,
+    create_baseline,
+)
 
 __all__ = ["BASELINES", "MODALITY_TITLES", "BaselineSpec", "baseline_names", "create_baseline"]

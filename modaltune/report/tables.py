@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from html import escape
 from collections.abc import Iterable, Mapping
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -113,10 +113,11 @@ def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> 
         order = list(dict.fromkeys(rows["row"]))
         wide = rows.pivot(index="row", columns="site", values="cell").reindex(order).fillna("–")
         wide["Mean"] = rows.groupby("row", sort=False)["overall"].first().reindex(order).map("{:.3f}".format)
+        block = wide.reset_index().rename(columns={"row": "Method"}).rename_axis(columns=None)
         if rows["modality"].nunique() > 1:  # the paper's group column, named on the first row of each group
             modality = rows.groupby("row", sort=False)["modality"].first().reindex(order).map(MODALITY_TITLES)
-            wide.insert(0, "Modality", modality.where(modality != modality.shift()).fillna(""))
-        blocks[task] = wide.reset_index().rename(columns={"row": "Method"}).rename_axis(columns=None)
+            block.insert(0, "Modality", modality.where(modality != modality.shift()).fillna("").to_numpy())
+        blocks[task] = block
     return blocks
 
 

@@ -182,7 +182,7 @@ def site(tmp_path_factory):
     genes = [f"G{i}" for i in range(N_GENES)]
     split_of = ["train"] * 32 + ["val"] * 8 + ["test"] * 16
     rows, omics = [], []
-    for i, split in enumerate(split_of):
+    for i in range(len(split_of)):
         patient, label = f"TCGA-AA-{i:04d}", i % 2
         slides = [f"{patient}-01Z-00-DX{k + 1}" for k in range(1 + (i % 3 == 0))]
         for slide in slides:
@@ -286,3 +286,39 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(site, tmp_path, monkeypa
     assert [row["train_loss"] for row in resumed["history"]] == pytest.approx(
         [row["train_loss"] for row in whole["history"]])
     assert resumed["value"] == whole["value"]
+
+
+# ---- the results table -------------------------------------------------------------------------------------------
+def test_table_groups_rows_by_modality_in_table_2_order_and_notes_skipped_runs(tmp_path):
+    from modaltune.report import collect_baselines, collect_probes, results_table, write_tables
+
+    probes, runs = [], []
+    for experiment in ["gigapath_lp", "modaltune"]:
+        for seed in range(2):
+            probes.append(tmp_path / f"{experiment}_{seed}.json")
+            probes[-1].write_text(json.dumps({"experiment": experiment, "site": "RCC", "seed": seed,
+                                              "subtype": {"balanced_accuracy": 0.6}, "survival": {"c_index": 0.6}}))
+    values = {("gene_mixer", 0): 0.8, ("gene_mixer", 1): 0.7, ("abmil", 0): 0.5, ("abmil", 1): None}
+    for (model, seed), value in values.items():
+        spec = BASELINES[model]
+        runs.append(tmp_path / f"{model}_{seed}.json")
+        runs[-1].write_text(json.dumps({
+            "model": model, "modality": spec.modality, "site": "RCC", "seed": seed, "task": "subtype",
+            "metric": "balanced_accuracy", "value": value,
+            "reason": None if value is not None else "site RCC, task subtype: the training split lacks class(es) [2]"}))
+    long = pd.concat([collect_probes(probes, {"gigapath_lp": "wsi"}), collect_baselines(runs)], ignore_index=True)
+    table = results_table(long)
+    subtype = table[table.task == "subtype"]
+    assert subtype["experiment"].tolist() == ["gigapath_lp", "abmil", "gene_mixer", "modaltune"]
+    abmil = subtype[subtype.experiment == "abmil"].iloc[0]
+    assert (abmil["mean"], abmil["seeds"]) == (0.5, 1) and "seed 1: site RCC" in abmil["skipped"]
+    mixer = subtype[subtype.experiment == "gene_mixer"].iloc[0]
+    assert mixer["mean"] == pytest.approx(0.75) and mixer["std"] == pytest.approx(np.std([0.8, 0.7], ddof=1))
+    labels = {name: spec.label for name, spec in BASELINES.items()} | {"gigapath_lp": "Gigapath LP",
+                                                                        "modaltune": "ModalTune"}
+    markdown = write_tables(table, tmp_path / "results", labels)[1].read_text()
+    block = markdown.split("### Survival")[0]
+    rows = [[cell.strip() for cell in line.split("|")[1:3]] for line in block.splitlines()
+            if line.startswith("| ") and "Method" not in line]
+    assert rows == [["WSI", "Gigapath LP"], ["", "ABMIL"], ["Genomics", "Gene Mixer"], ["Multi-modal", "ModalTune"]]
+    assert "0.500 ± 0.000*" in block and "ABMIL, RCC: seed 1: site RCC, task subtype: the training split" in markdown

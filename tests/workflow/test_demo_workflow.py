@@ -25,6 +25,7 @@ SITES = DEMO["demo"]["sites"]
 SEEDS = DEMO["cohort"]["seeds"]
 EXPERIMENTS = list(DEMO["experiments"])
 BASELINE = DEMO["evaluation"]["frozen_baseline"]["name"]
+SUPERVISED = DEMO["baselines"]["models"]  # single-task baselines: results/baselines/{model}/{site}/seed{seed}/{task}.json
 METRICS = {"subtype": "balanced_accuracy", "survival": "c_index"}
 
 pytestmark = pytest.mark.workflow
@@ -65,8 +66,17 @@ def test_results_table_has_every_method_site_and_task(demo):
                 rows = table[(table.experiment == experiment) & (table.site == site) & (table.task == task)]
                 assert len(rows) == 1, (experiment, site, task)
                 assert rows.iloc[0]["seeds"] == len(SEEDS)
+    for model in SUPERVISED:
+        for site in SITES:
+            for task in METRICS:
+                rows = table[(table.experiment == model) & (table.site == site) & (table.task == task)]
+                assert len(rows) == 1, (model, site, task)
     markdown = (demo / "results" / "tables" / "results.md").read_text()
     assert "| Gigapath LP" in markdown and "| ModalTune " in markdown
+    methods = [line.split("|")[2].strip() for line in markdown.split("### Survival")[0].splitlines()
+               if line.startswith("| ") and "Method" not in line]
+    assert methods == ["Gigapath LP", "ABMIL", "TransMIL", "Gigapath (Tuned)", "MLP", "SNN", "S-MLP", "Gene Mixer",
+                       "ModalTune", "ModalTune Pan-Cancer"]
 
 
 @pytest.mark.parametrize("name", ["results", "ood"])
@@ -74,6 +84,13 @@ def test_table_cells_equal_the_probe_files(demo, name):
     table = pd.read_csv(demo / "results" / "tables" / f"{name}.csv", keep_default_na=False)
     assert len(table)
     for row in table.itertuples():
+        if row.experiment in SUPERVISED:  # a single-task baseline run, possibly skipped (no value)
+            runs = [probe(demo, "baselines", row.experiment, row.site, f"seed{s}", f"{row.task}.json") for s in SEEDS]
+            values = [run["value"] for run in runs if run["value"] is not None]
+            if values:
+                assert float(row.mean) == pytest.approx(summarise_seeds(values)[0], abs=1e-6)
+            assert int(row.seeds) == len(values)
+            continue
         if row.source:  # out-of-distribution run: results/ood/probes/{experiment}/{source}/{site}/
             files = [
                 probe(demo, "ood", "probes", row.experiment, row.source, row.site, f"seed{s}.json")
