@@ -62,6 +62,12 @@ def bag_of(patient: PatientInput) -> torch.Tensor:
     return patient.features
 
 
+def coords_of(patient: PatientInput) -> torch.Tensor:
+    if patient.coords is None or patient.features is None or patient.coords.shape != (len(patient.features), 2):
+        raise ValueError("this baseline reads the tiles' grid coordinates (N, 2) with the features")
+    return patient.coords
+
+
 def genes_of(patient: PatientInput) -> torch.Tensor:
     if patient.genes is None:
         raise ValueError("this baseline reads the scaled gene vector")

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from modaltune.baselines.base import Baseline, BaselineInputs, PatientInput, bag_of
+from modaltune.baselines.base import Baseline, BaselineInputs, PatientInput, bag_of, coords_of
 from modaltune.models.slide_encoder import SlideEncoder
 
 _BLOCK = re.compile(r"^encoder\.encoder\.layers\.(\d+)\.")
@@ -43,7 +43,7 @@ class GigapathTuned(Baseline):
         self.head = nn.Linear(self.embed_dim, n_outputs)
 
     def embed(self, patient: PatientInput) -> torch.Tensor:
-        tokens = self.encoder.embed(bag_of(patient).unsqueeze(0), patient.coords.unsqueeze(0))
+        tokens = self.encoder.embed(bag_of(patient).unsqueeze(0), coords_of(patient).unsqueeze(0))
         tokens = self.encoder.run_layers(tokens, 0, self.feature_layer)
         final = self.feature_layer == self.encoder.config.depth
         return self.encoder.head(tokens, self.pool, encoder_norm=final)[0]
