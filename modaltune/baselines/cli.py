@@ -1,9 +1,9 @@
-"""`modaltune baseline`: train one baseline on one site for the given tasks and seeds (one run each).
+"""`modaltune baseline`: train baselines on one site for the given tasks and seeds (one run each).
 
 ``--params`` is a JSON object {"baselines": {"training": ..., "<model>": ...}, "slide_encoder": ...}: the shared
-protocol, the model's own section, and the slide encoder (its grid places a patient's slides; gigapath_tuned also
-builds it). One process trains every (task, seed) it is given, so the demo pays the start-up once per baseline and
-site; real cohorts call it with one task and one seed per job.
+protocol, each model's own section, and the slide encoder (its grid places a patient's slides; gigapath_tuned also
+builds it). One process trains every (model, seed, task) it is given, reading each patient's tiles once, so the demo
+pays the start-up once per site; real cohorts call it with one model, one seed and one task per job.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ SECTIONS = ("baselines", "slide_encoder")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("baseline", help="train one supervised baseline on one site (tasks x seeds)")
-    parser.add_argument("--model", required=True, help="registered baseline name (config baselines.models)")
+    parser = subparsers.add_parser("baseline", help="train supervised baselines on one site (models x seeds x tasks)")
+    parser.add_argument("--models", nargs="+", required=True, help="registered baseline names (baselines.models)")
     parser.add_argument("--site", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--tasks", nargs="+", required=True, choices=["subtype", "survival"])
@@ -44,25 +44,26 @@ def run(args) -> int:
 
     params = sections_from_json(args.params, SECTIONS)
     section = params["baselines"]
-    _, _, training = run_settings(section, args.model)
-    training = validate({"baselines": {"training": training}})["baselines"]["training"]  # per-model overrides
-    torch.set_num_threads(training["threads"])
-    device = resolve_device(training["device"])
+    # Per-model overrides of the shared protocol are validated when the run starts (the schema checks their names).
+    training = {name: validate({"baselines": {"training": run_settings(section, name)[2]}})["baselines"]["training"]
+                for name in args.models}
+    torch.set_num_threads(max(t["threads"] for t in training.values()))
     results = Path(args.results)
     files = site_files(results, args.site, args.seeds[0], args.tile_encoder, None)
     grid = SLIDE_ENCODERS[params["slide_encoder"]["name"]]
     bags = BagOptions.for_encoder(grid, None, args.gap_px)  # whole bags; the runs cap them
     cohort = pd.read_parquet(files.cohort, columns=["patient", "subtype_class", "time_months", "event"])
     memberships = pd.read_parquet(results / "omics" / "pathways.parquet")
-    cache = BagCache(training["bag_cache_mb"])
+    cache = BagCache(max(t["bag_cache_mb"] for t in training.values()))
     for seed in args.seeds:
-        data = SiteData(ExperimentData([files], seed, bags), cohort, cache, tile_cap=training["tile_cap"],
-                        eval_tile_cap=training["eval_tile_cap"])
+        data = SiteData(ExperimentData([files], seed, bags), cohort, cache)
         _, pathway_genes = pathway_gene_indices(data.experiment.gene_names,
                                                 list(zip(memberships["pathway"], memberships["gene"], strict=True)))
         inputs = data.inputs(pathway_genes, params["slide_encoder"])
-        for task in args.tasks:
-            out = Path(args.out) / args.model / args.site / f"seed{seed}" / task
-            train_baseline(args.model, data, task, section, inputs, device=device, seed=seed, out_stem=out,
-                           run_info={"tile_encoder": args.tile_encoder})
+        for name in args.models:
+            device = resolve_device(training[name]["device"])
+            for task in args.tasks:
+                out = Path(args.out) / name / args.site / f"seed{seed}" / task
+                train_baseline(name, data, task, section, inputs, device=device, seed=seed, out_stem=out,
+                               run_info={"tile_encoder": args.tile_encoder})
     return 0

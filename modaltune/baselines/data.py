@@ -4,7 +4,7 @@ Patients come from :class:`modaltune.training.data.ExperimentData` (the site's s
 patients without RNA or tiles), so every baseline and ModalTune see the same train/val/test patients. Genes are
 z-scored with a :class:`GeneScaler` fitted on the training patients only. Bags are read whole and cached in memory
 up to ``cache_mb`` (the demo's all fit; a real cohort's do not and are re-read), then capped per use: a random subset
-of ``tile_cap`` tiles in training, evenly spaced tiles up to ``eval_tile_cap`` at evaluation.
+in training, evenly spaced tiles at evaluation.
 
 A task whose training split cannot train a model raises :class:`SkipRun` with a one-line reason naming the site, the
 task and the counts; the run is recorded as skipped instead of failing the workflow.
@@ -63,8 +63,7 @@ class TaskData:
 
 
 class SiteData:
-    def __init__(self, experiment: ExperimentData, cohort: pd.DataFrame, cache: BagCache, *, tile_cap: int | None,
-                 eval_tile_cap: int | None):
+    def __init__(self, experiment: ExperimentData, cohort: pd.DataFrame, cache: BagCache):
         if len(experiment.sites) != 1:
             raise ValueError("baselines train on one site at a time")
         self.site = experiment.sites[0].site
@@ -73,7 +72,6 @@ class SiteData:
         self.patients = experiment.patients.merge(cohort[["patient", "time_months", "event"]], on="patient",
                                                   how="left")
         self.cache = cache
-        self.tile_cap, self.eval_tile_cap = tile_cap, eval_tile_cap
         train = experiment.split_patients("train")
         self.genes = GeneScaler().fit(experiment.genes.loc[train]).transform(experiment.genes)
 
@@ -81,15 +79,16 @@ class SiteData:
         return BaselineInputs(feature_dim=int(self.experiment.slides["dim"].iloc[0]), n_genes=len(self.experiment.gene_names),
                               pathway_genes=pathway_genes, slide_encoder=dict(slide_encoder or {}))
 
-    def patient(self, patient: str, reads: frozenset[str], generator: np.random.Generator | None = None
-                ) -> PatientInput:
-        """The input of a model reading ``reads`` ("bag" and/or "genes"); ``generator`` = training tile sampling."""
+    def patient(self, patient: str, reads: frozenset[str], tile_cap: int | None = None,
+                generator: np.random.Generator | None = None) -> PatientInput:
+        """The input of a model reading ``reads`` ("bag" and/or "genes"): at most ``tile_cap`` tiles, a random subset
+        drawn with ``generator`` (training) or evenly spaced without it (evaluation)."""
         result = PatientInput()
         if "genes" in reads:
             result.genes = torch.from_numpy(self.genes.loc[patient].to_numpy(np.float32))
         if "bag" in reads:
             bag = self.cache.get(patient, self.experiment)
-            keep = cap_indices(len(bag), self.tile_cap if generator is not None else self.eval_tile_cap, generator)
+            keep = cap_indices(len(bag), tile_cap, generator)
             result.features, result.coords = torch.from_numpy(bag.features[keep]), torch.from_numpy(bag.coords[keep])
         return result
 

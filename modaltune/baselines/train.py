@@ -84,7 +84,8 @@ class Run:
                                            betas=tuple(training["betas"]))
 
     def outputs(self, patient: str, generator: np.random.Generator | None = None) -> torch.Tensor:
-        patient_input = self.data.patient(patient, self.model.reads, generator).to(self.device)
+        cap = self.training["tile_cap"] if generator is not None else self.training["eval_tile_cap"]
+        patient_input = self.data.patient(patient, self.model.reads, cap, generator).to(self.device)
         with autocast(self.device, self.training["precision"]):
             return self.model(patient_input).float()
 

@@ -210,12 +210,11 @@ def site(tmp_path_factory):
 def site_data(root, cache_mb=100):
     files = site_files(root, "S1", 0, "tiny", None)
     cohort = pd.read_parquet(files.cohort)
-    return SiteData(ExperimentData([files], 0, BagOptions(None)), cohort, BagCache(cache_mb), tile_cap=12,
-                    eval_tile_cap=100)
+    return SiteData(ExperimentData([files], 0, BagOptions(None)), cohort, BagCache(cache_mb))
 
 
 def section(name, **training):
-    shared = {"epochs": 6, "warmup_epochs": 0, "accumulate": 2, "device": "cpu", "precision": "fp32", "threads": 1}
+    shared = {"epochs": 6, "warmup_epochs": 0, "accumulate": 2, "tile_cap": 12, "eval_tile_cap": 100, "device": "cpu", "precision": "fp32", "threads": 1}
     lr = {"gigapath_tuned": 5e-4, "transmil": 2e-3}.get(name, 3e-3)
     return validate({"baselines": {"training": dict(shared, **training), name: dict(SMALL[name], lr=lr)}})[
         "baselines"]
