@@ -6,7 +6,7 @@ BASELINE_SETTINGS = config["baselines"]
 BASELINE_MODELS = [name for name in BASELINE_REGISTRY if name in BASELINE_SETTINGS["models"]]  # Table 2 order
 BASELINE_TASKS = BASELINE_SETTINGS["tasks"]
 BASELINE_RUN = "results/baselines/{model}/{site}/seed{seed}/{task}"
-# (rule name, models it trains): one rule per baseline, or with `group_runs` one rule training all of them per site.
+# Jobs as (name, models trained): one per baseline, or with `group_runs` one training all of them per site.
 if BASELINE_SETTINGS["group_runs"]:
     BASELINE_JOBS = [("baselines", BASELINE_MODELS)] if BASELINE_MODELS else []
 else:
