@@ -74,8 +74,7 @@ class Run:
 
     def __init__(self, name: str, data: SiteData, task: TaskData, architecture: dict, optimiser: dict,
                  training: Mapping[str, Any], inputs, device: torch.device, seed: int):
-        self.name, self.data, self.task, self.training = name, data, task, training
-        self.device, self.seed = device, seed
+        self.data, self.task, self.training, self.device = data, task, training, device
         torch.manual_seed(seed)
         self.generator = np.random.default_rng(seed)
         self.model = create_baseline(name, task.n_outputs, inputs, **architecture).to(device)

@@ -202,6 +202,8 @@ def site(tmp_path_factory):
     pd.DataFrame({"patient": [r["patient"] for r in rows], "seed": 0, "split": split_of}).to_parquet(
         root / "cohort" / "S1_splits.parquet")
     pd.DataFrame(omics).to_parquet(root / "omics" / "S1.parquet")
+    pd.DataFrame([(f"p{p}", genes[g]) for p, members in enumerate(PATHWAYS) for g in members],
+                 columns=["pathway", "gene"]).to_parquet(root / "omics" / "pathways.parquet")
     write_manifest(sorted((root / "features" / "tiny").glob("*.h5")),
                    root / "features" / "tiny" / "S1.manifest.parquet", "tiny")
     return root
@@ -235,6 +237,22 @@ def test_each_baseline_learns_the_planted_signal_above_chance(site, name, tmp_pa
         assert not (tmp_path / f"{task}.checkpoint").exists()
     written = json.loads((tmp_path / "survival.json").read_text())
     assert written["metric"] == "c_index" and len(written["history"]) == 6 and written["modality"]
+
+
+def test_the_command_trains_every_model_seed_and_task_it_is_given(site, tmp_path):
+    from modaltune.cli import main
+
+    models = ["abmil", "gene_mixer"]
+    baselines = section("abmil", epochs=1) | {"gene_mixer": SMALL["gene_mixer"]}
+    params = {"baselines": baselines, "slide_encoder": {"name": "tiny"}}
+    assert main(["baseline", "--models", *models, "--site", "S1", "--seeds", "0", "--tasks", "subtype", "survival",
+                 "--tile-encoder", "tiny", "--gap-px", "1500", "--results", str(site), "--out", str(tmp_path),
+                 "--params", json.dumps(params)]) == 0
+    for model in models:
+        for task in ("subtype", "survival"):
+            record = json.loads((tmp_path / model / "S1" / "seed0" / f"{task}.json").read_text())
+            assert (record["model"], record["task"], record["status"]) == (model, task, "ok")
+            assert len(pd.read_parquet(tmp_path / model / "S1" / "seed0" / f"{task}.parquet")) == 16
 
 
 def test_survival_bins_come_from_the_training_patients_only(site):
