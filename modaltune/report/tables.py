@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from modaltune.baselines.registry import MODALITY_TITLES
+from modaltune.baselines.registry import BASELINES, MODALITY_TITLES
 from modaltune.evaluation.probes import SUBTYPE_METRIC, SURVIVAL_METRIC, summarise_seeds
 from modaltune.io import atomic_path
 
@@ -53,8 +53,8 @@ def collect_probes(paths: Iterable[str | os.PathLike], modalities: Mapping[str, 
 
 
 def collect_baselines(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """The rows of single-task baseline runs (results/baselines/{model}/{site}/seed{seed}/{task}.json): the test
-    metric, or no value and the reason as ``note`` for a skipped run."""
+    """The rows of single-task baseline runs (results/baselines/{model}/{site}/seed{seed}/{task}.json) in the
+    registry's (Table 2) order: the test metric, or no value and the reason as ``note`` for a skipped run."""
     rows = []
     for path in paths:
         run = json.loads(Path(path).read_text())
@@ -62,6 +62,8 @@ def collect_baselines(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
                      "task": run["task"], "metric": run["metric"],
                      "value": float("nan") if run["value"] is None else run["value"],
                      "modality": run["modality"], "note": run["reason"] or ""})
+    order = {name: index for index, name in enumerate(BASELINES)}
+    rows.sort(key=lambda row: order.get(row["experiment"], len(order)))
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
