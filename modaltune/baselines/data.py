@@ -109,10 +109,13 @@ class SiteData:
         splits = self._split(rows)
         counts = rows.loc[rows["split"] == "train", "subtype_class"].value_counts()
         counts = {int(c): int(counts.get(c, 0)) for c in range(n_classes)}
-        if n_classes < 2 or min(counts.values()) == 0:
+        if n_classes < 2:
+            raise SkipRun(f"site {self.site}, task subtype: the cohort has {max(n_classes, 0)} subtype class(es) "
+                          "outside the rare set; classification needs 2")
+        if min(counts.values()) == 0:
             raise SkipRun(f"site {self.site}, task subtype: the training split lacks class(es) "
-                          f"{[c for c, n in counts.items() if n == 0] or 'other than 0'} (training patients per class "
-                          f"{counts}); every class needs training patients")
+                          f"{[c for c, n in counts.items() if n == 0]} (training patients per class {counts}); "
+                          "every class needs training patients")
         if not splits["test"]:
             raise SkipRun(f"site {self.site}, task subtype: no test patient with a subtype class")
         labels = rows.set_index("patient")[["subtype_class"]]
