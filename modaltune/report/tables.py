@@ -1,25 +1,36 @@
-"""Gather probe files into one long table, then pivot it into the paper's layout and write CSV, Markdown and HTML."""
+"""Gather probe and baseline-run files into one long table, then pivot it into the paper's layout (rows grouped by
+modality, WSI / Genomics / Multi-modal, in the order the files come) and write CSV, Markdown and HTML.
+
+A skipped baseline run (its training split lacks a class or survival events) has no value: its cell averages the
+seeds that ran, shows "skipped" when none did, and its reason is listed under the table.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Iterable, Mapping
+from html import escape
 from pathlib import Path
 
 import pandas as pd
 
+from modaltune.baselines.registry import BASELINES, MODALITY_TITLES
 from modaltune.evaluation.probes import SUBTYPE_METRIC, SURVIVAL_METRIC, summarise_seeds
 from modaltune.io import atomic_path
 
 TASK_METRICS = {"subtype": SUBTYPE_METRIC, "survival": SURVIVAL_METRIC}
 TASK_TITLES = {"subtype": "Cancer subtype prediction (balanced accuracy)", "survival": "Survival prediction (C-index)"}
+LONG_COLUMNS = ["experiment", "source", "site", "seed", "task", "metric", "value", "modality", "note"]
+# Probed experiments are ModalTune models (multi-modal) unless a modality is given (the frozen baseline: wsi).
+DEFAULT_MODALITY = "multimodal"
 
 
-def collect_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+def collect_probes(paths: Iterable[str | os.PathLike], modalities: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per (experiment, source, site, seed, task) with the metric value, read from probe JSON files.
 
-    ``source`` is the site (or "pooled") an out-of-distribution model was trained on, "" for in-domain probes.
+    ``source`` is the site (or "pooled") an out-of-distribution model was trained on, "" for in-domain probes;
+    ``modalities`` maps experiment names to a key of MODALITY_TITLES (default multimodal).
     """
     rows = []
     for path in paths:
@@ -34,25 +45,49 @@ def collect_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
                     "task": task,
                     "metric": metric,
                     "value": probe[task][metric],
+                    "modality": (modalities or {}).get(probe["experiment"], DEFAULT_MODALITY),
+                    "note": "",
                 }
             )
-    return pd.DataFrame(rows, columns=["experiment", "source", "site", "seed", "task", "metric", "value"])
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+
+
+def collect_baselines(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """The rows of single-task baseline runs (results/baselines/{model}/{site}/seed{seed}/{task}.json) in the
+    registry's (Table 2) order: the test metric, or no value and the reason as ``note`` for a skipped run."""
+    rows = []
+    for path in paths:
+        run = json.loads(Path(path).read_text())
+        rows.append({"experiment": run["model"], "source": "", "site": run["site"], "seed": run["seed"],
+                     "task": run["task"], "metric": run["metric"],
+                     "value": float("nan") if run["value"] is None else run["value"],
+                     "modality": run["modality"], "note": run["reason"] or ""})
+    order = {name: index for index, name in enumerate(BASELINES)}
+    rows.sort(key=lambda row: order.get(row["experiment"], len(order)))
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
 def results_table(long: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per cell; the `overall` column averages the per-site means of a row.
+    """Mean and std over the seeds that ran per cell; the `overall` column averages the per-site means of a row.
 
-    A cell of a single run (the frozen-encoder baseline when the split is shared by every seed) has no std (NaN),
-    and the formatted tables show its mean alone, as the paper's `Gigapath LP` rows.
-    Rows keep the order in which their experiments first appear in ``long``.
+    Rows are grouped by modality in MODALITY_TITLES order and keep, within a group, the order in which their
+    experiments first appear in ``long``. ``skipped`` lists the reasons of the seeds without a value. A cell of a
+    single run (the frozen-encoder baseline when the split is shared by every seed) has no std (NaN), and the
+    formatted tables show its mean alone, as the paper's `Gigapath LP` rows.
     """
-    keys = ["task", "experiment", "source"]
+    order = {modality: index for index, modality in enumerate(MODALITY_TITLES)}
+    long = long.sort_values("modality", key=lambda column: column.map(order), kind="stable")
+    keys = ["task", "modality", "experiment", "source"]
     cells = []
-    for (task, experiment, source, site), group in long.groupby([*keys, "site"], sort=False):
-        mean, std = summarise_seeds(group["value"].tolist())
-        std = std if len(group) > 1 else float("nan")
-        cells.append({"task": task, "experiment": experiment, "source": source, "site": site, "mean": mean,
-                      "std": std, "seeds": len(group)})
+    for (task, modality, experiment, source, site), group in long.groupby([*keys, "site"], sort=False):
+        ran = group.dropna(subset=["value"])
+        mean, std = summarise_seeds(ran["value"].tolist()) if len(ran) else (float("nan"), float("nan"))
+        std = std if len(ran) > 1 else float("nan")
+        skipped = group[group["value"].isna()]
+        cells.append({"task": task, "modality": modality, "experiment": experiment, "source": source, "site": site,
+                      "mean": mean, "std": std, "seeds": len(ran),
+                      "skipped": "; ".join(f"seed {seed}: {note}" for seed, note in
+                                           zip(skipped["seed"], skipped["note"], strict=True))})
     cells = pd.DataFrame(cells)
     overall = cells.groupby(keys, sort=False)["mean"].mean().rename("overall").reset_index()
     return cells.merge(overall, on=keys)
@@ -64,6 +99,13 @@ def row_label(experiment: str, source: str, labels: Mapping[str, str] | None = N
     return f"{label} (trained on {source})" if source else label
 
 
+def _cell(mean: float, std: float, skipped: str) -> str:
+    if pd.isna(mean):
+        return "skipped"
+    value = f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"  # a single run has no std
+    return value + ("*" if skipped else "")
+
+
 def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> dict[str, pd.DataFrame]:
     blocks = {}
     for task in TASK_METRICS:
@@ -71,15 +113,24 @@ def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> 
         if rows.empty:
             continue
         rows = rows.assign(
-            cell=[f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}" for m, s in zip(rows["mean"], rows["std"],
-                                                                                         strict=True)],
+            cell=[_cell(m, s, k) for m, s, k in zip(rows["mean"], rows["std"], rows["skipped"], strict=True)],
             row=[row_label(e, s, labels) for e, s in zip(rows["experiment"], rows["source"], strict=True)],
         )
         order = list(dict.fromkeys(rows["row"]))
         wide = rows.pivot(index="row", columns="site", values="cell").reindex(order).fillna("–")
         wide["Mean"] = rows.groupby("row", sort=False)["overall"].first().reindex(order).map("{:.3f}".format)
-        blocks[task] = wide.reset_index().rename(columns={"row": "Method"}).rename_axis(columns=None)
+        block = wide.reset_index().rename(columns={"row": "Method"}).rename_axis(columns=None)
+        if rows["modality"].nunique() > 1:  # the paper's group column, named on the first row of each group
+            modality = rows.groupby("row", sort=False)["modality"].first().reindex(order).map(MODALITY_TITLES)
+            block.insert(0, "Modality", modality.where(modality != modality.shift()).fillna("").to_numpy())
+        blocks[task] = block
     return blocks
+
+
+def _skipped_notes(table: pd.DataFrame, labels: Mapping[str, str] | None) -> list[str]:
+    """One line per cell with skipped seeds: the row, the site and the reasons."""
+    rows = table[table["skipped"] != ""]
+    return [f"{row_label(r.experiment, r.source, labels)}, {r.site}: {r.skipped}" for r in rows.itertuples()]
 
 
 def write_tables(table: pd.DataFrame, stem: str | os.PathLike, labels: Mapping[str, str] | None = None) -> list[Path]:
@@ -91,11 +142,17 @@ def write_tables(table: pd.DataFrame, stem: str | os.PathLike, labels: Mapping[s
         table.to_csv(tmp, index=False, float_format="%.6f")
     written.append(stem.with_suffix(".csv"))
     blocks = _formatted(table, labels)
+    notes = _skipped_notes(table, labels)
     markdown = "\n\n".join(f"### {TASK_TITLES[t]}\n\n{b.to_markdown(index=False)}" for t, b in blocks.items())
+    if notes:
+        markdown += "\n\n\\* Runs skipped (mean over the other seeds):\n\n" + "\n".join(f"- {n}" for n in notes)
     with atomic_path(stem.with_suffix(".md")) as tmp:
         tmp.write_text(markdown + "\n")
     written.append(stem.with_suffix(".md"))
     html = "\n".join(f"<h3>{TASK_TITLES[t]}</h3>\n{b.to_html(index=False, border=0)}" for t, b in blocks.items())
+    if notes:
+        items = "".join(f"<li>{escape(n)}</li>" for n in notes)
+        html += f"\n<p>* Runs skipped (mean over the other seeds):</p>\n<ul>{items}</ul>"
     with atomic_path(stem.with_suffix(".html")) as tmp:
         tmp.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'></head><body>\n{html}\n</body></html>\n")
     written.append(stem.with_suffix(".html"))

@@ -28,6 +28,7 @@ BASELINE = DEMO["evaluation"]["frozen_baseline"]["name"]
 # figure seed (evaluation.figure_seed null: the first seed).
 assert not DEMO["cohort"]["split_per_seed"] and DEMO["evaluation"]["figure_seed"] is None
 BASELINE_SEEDS = SEEDS[:1]
+SUPERVISED = DEMO["baselines"]["models"]  # single-task baselines: results/baselines/{model}/{site}/seed{seed}/{task}.json
 METRICS = {"subtype": "balanced_accuracy", "survival": "c_index"}
 
 pytestmark = pytest.mark.workflow
@@ -67,9 +68,19 @@ def test_results_table_has_every_method_site_and_task(demo):
                 rows = table[(table.experiment == experiment) & (table.site == site) & (table.task == task)]
                 assert len(rows) == 1, (experiment, site, task)
                 assert rows.iloc[0]["seeds"] == len(BASELINE_SEEDS if experiment == BASELINE else SEEDS)
+    for model in SUPERVISED:
+        for site in SITES:
+            for task in METRICS:
+                rows = table[(table.experiment == model) & (table.site == site) & (table.task == task)]
+                assert len(rows) == 1, (model, site, task)
     markdown = (demo / "results" / "tables" / "results.md").read_text()
-    rows = [line for line in markdown.splitlines() if line.startswith("| Gigapath LP") or line.startswith("| ModalTune ")]
-    assert rows and all(("±" in row) == row.startswith("| ModalTune") for row in rows), rows
+    lines = [line.split("|") for line in markdown.split("### Survival")[0].splitlines()
+             if line.startswith("| ") and "Method" not in line]
+    methods = [cells[2].strip() for cells in lines]
+    assert methods == ["Gigapath LP", "ABMIL", "TransMIL", "Gigapath (Tuned)", "MLP", "SNN", "S-MLP", "Gene Mixer",
+                       "ModalTune", "ModalTune Pan-Cancer"]
+    # a single run (the frozen encoder on the shared split) shows its mean alone, seeded rows mean ± std
+    assert all(("±" in "|".join(cells[3:])) == (cells[2].strip() != "Gigapath LP") for cells in lines), lines
 
 
 def test_every_seed_uses_the_one_split_of_its_site(demo):
@@ -85,6 +96,13 @@ def test_table_cells_equal_the_probe_files(demo, name):
     table = pd.read_csv(demo / "results" / "tables" / f"{name}.csv", keep_default_na=False)
     assert len(table)
     for row in table.itertuples():
+        if row.experiment in SUPERVISED:  # a single-task baseline run, possibly skipped (no value)
+            runs = [probe(demo, "baselines", row.experiment, row.site, f"seed{s}", f"{row.task}.json") for s in SEEDS]
+            values = [run["value"] for run in runs if run["value"] is not None]
+            if values:
+                assert float(row.mean) == pytest.approx(summarise_seeds(values)[0], abs=1e-6)
+            assert int(row.seeds) == len(values)
+            continue
         if row.source:  # out-of-distribution run: results/ood/probes/{experiment}/{source}/{site}/
             files = [
                 probe(demo, "ood", "probes", row.experiment, row.source, row.site, f"seed{s}.json")

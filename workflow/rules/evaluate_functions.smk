@@ -122,6 +122,11 @@ def table_labels():
     return json.dumps(EVALUATION["labels"], sort_keys=True)
 
 
+def table_modalities():
+    """The frozen encoder is an image-only row; the experiments (ModalTune) default to multi-modal."""
+    return json.dumps({FROZEN["name"]: "wsi"})
+
+
 def ood_table_probes():
     """The frozen baseline on each target site (paper Table 3's `LP` row), then the out-of-distribution runs."""
     targets = list(dict.fromkeys(target for _, _, target in OOD_RUNS))

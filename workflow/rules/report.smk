@@ -7,7 +7,8 @@ report: "../report/workflow.rst"
 
 rule results_table:
     input:
-        probe_files(),
+        probes=probe_files(),
+        baselines=baseline_result_files(),
     output:
         csv="results/tables/results.csv",
         markdown="results/tables/results.md",
@@ -16,6 +17,7 @@ rule results_table:
         "results/logs/results_table/results.log",
     params:
         labels=table_labels(),
+        modalities=table_modalities(),
     threads: 1
     resources:
         mem_mb=1000,
@@ -24,7 +26,8 @@ rule results_table:
     conda:
         "../../envs/base.yaml"
     shell:
-        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+        "modaltune tables {input.probes:q} --baselines {input.baselines:q} --out {output.csv:q} "
+        "--labels {params.labels:q} --modalities {params.modalities:q} > {log} 2>&1"
 
 
 rule ood_table:

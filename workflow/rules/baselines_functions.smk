@@ -1,0 +1,85 @@
+# Helpers of rules/baselines.smk: the configured baselines in Table 2 order, their jobs, outputs, inputs, settings.
+
+from modaltune.baselines.registry import BASELINES as BASELINE_REGISTRY
+
+BASELINE_SETTINGS = config["baselines"]
+BASELINE_MODELS = [name for name in BASELINE_REGISTRY if name in BASELINE_SETTINGS["models"]]  # Table 2 order
+BASELINE_TASKS = BASELINE_SETTINGS["tasks"]
+BASELINE_RUN = "results/baselines/{model}/{site}/seed{seed}/{task}"
+# Jobs as (name, models trained): one per baseline, or with `group_runs` one training all of them per site.
+if BASELINE_SETTINGS["group_runs"]:
+    BASELINE_JOBS = [("baselines", BASELINE_MODELS)] if BASELINE_MODELS else []
+else:
+    BASELINE_JOBS = [(f"baseline_{name}", [name]) for name in BASELINE_MODELS]
+
+
+def baseline_resources(models):
+    """Threads, memory, runtime and GPUs of a job: the most any of its models asks for (shared protocol with the
+    model's own overrides)."""
+    settings = [{**BASELINE_SETTINGS["training"], **BASELINE_SETTINGS[name].get("training", {})} for name in models]
+    return {key: max(s[key] for s in settings) for key in ("threads", "mem_mb", "runtime", "gpus")}
+
+
+def baseline_outputs(models):
+    """One run per job ({site}, {seed}, {task} wildcards), or with `group_runs` every model, seed and task of a site."""
+    if not BASELINE_SETTINGS["group_runs"]:
+        stem = BASELINE_RUN.format(model=models[0], site="{site}", seed="{seed}", task="{task}")
+        return [f"{stem}.json", f"{stem}.parquet"]
+    return [
+        BASELINE_RUN.format(model=name, site="{site}", seed=seed, task=task) + suffix
+        for name in models
+        for seed in SEEDS
+        for task in BASELINE_TASKS
+        for suffix in (".json", ".parquet")
+    ]
+
+
+def baseline_log(rule_name):
+    if not BASELINE_SETTINGS["group_runs"]:
+        return f"results/logs/{rule_name}/{{site}}/seed{{seed}}_{{task}}.log"
+    return f"results/logs/{rule_name}/{{site}}.log"
+
+
+def baseline_inputs(models):
+    """The site's cohort, split, genes and feature manifest (every baseline trains on ModalTune's patients) and the
+    pathway table; the slide-encoder weights only for a job that builds the encoder."""
+
+    def inputs(wildcards):
+        files = site_inputs([wildcards.site], None, with_text=False)
+        files["pathways"] = "results/omics/pathways.parquet"
+        if "gigapath_tuned" not in models:
+            files.pop("slide_encoder_weights", None)
+        return files
+
+    return inputs
+
+
+def baseline_runs(wildcards):
+    """--seeds and --tasks of a job: its wildcards, or every seed and task when runs are grouped."""
+    if BASELINE_SETTINGS["group_runs"]:
+        return f"--seeds {' '.join(map(str, SEEDS))} --tasks {' '.join(BASELINE_TASKS)}"
+    return f"--seeds {wildcards.seed} --tasks {wildcards.task}"
+
+
+def baseline_params(models):
+    """--params of a job: only its models' settings, so editing one model's section reruns only that model. A job
+    without gigapath_tuned reads the slide encoder's name alone (its grid places a patient's slides)."""
+    encoder = config["slide_encoder"] if "gigapath_tuned" in models else {"name": config["slide_encoder"]["name"]}
+    section = {"training": BASELINE_SETTINGS["training"], **{name: BASELINE_SETTINGS[name] for name in models}}
+    return json.dumps({"baselines": section, "slide_encoder": encoder}, sort_keys=True)
+
+
+def baseline_result_files():
+    """Every run's record, in Table 2 order (the results table reads them)."""
+    return [
+        BASELINE_RUN.format(model=name, site=site, seed=seed, task=task) + ".json"
+        for name in BASELINE_MODELS
+        for site in SITES
+        for seed in SEEDS
+        for task in BASELINE_TASKS
+    ]
+
+
+def baseline_targets():
+    runs = baseline_result_files()
+    return runs + [path.removesuffix(".json") + ".parquet" for path in runs]
