@@ -38,7 +38,8 @@ class PatientInput:
 
 
 class Baseline(nn.Module):
-    """Base class: subclasses set ``reads`` ("bag" or "genes"), ``embed_dim`` and ``head`` and define ``embed``."""
+    """Base class: subclasses set ``reads`` ("bag", "genes" or "both": the bag and the genes), ``embed_dim`` and
+    ``head`` and define ``embed``."""
 
     reads: str = ""
     embed_dim: int

@@ -82,12 +82,15 @@ class SiteData:
                               pathway_genes=pathway_genes, slide_encoder=dict(slide_encoder or {}))
 
     def patient(self, patient: str, reads: str, generator: np.random.Generator | None = None) -> PatientInput:
-        """The input a model reading ``reads`` ("bag" or "genes") gets; ``generator`` = training tile sampling."""
+        """The input a model reading ``reads`` ("bag", "genes" or "both") gets; ``generator`` = training tile
+        sampling."""
+        genes = torch.from_numpy(self.genes.loc[patient].to_numpy(np.float32)) if reads != "bag" else None
         if reads == "genes":
-            return PatientInput(genes=torch.from_numpy(self.genes.loc[patient].to_numpy(np.float32)))
+            return PatientInput(genes=genes)
         bag = self.cache.get(patient, self.experiment)
         keep = cap_indices(len(bag), self.tile_cap if generator is not None else self.eval_tile_cap, generator)
-        return PatientInput(features=torch.from_numpy(bag.features[keep]), coords=torch.from_numpy(bag.coords[keep]))
+        return PatientInput(features=torch.from_numpy(bag.features[keep]), coords=torch.from_numpy(bag.coords[keep]),
+                            genes=genes)
 
     def task(self, task: str, n_bins: int = 4) -> TaskData:
         if task == "subtype":
