@@ -29,7 +29,7 @@ class GatedAttentionPool(nn.Module):
 
 
 class ABMIL(Baseline):
-    reads = "bag"
+    reads = frozenset({"bag"})
 
     def __init__(self, n_outputs: int, inputs: BaselineInputs, hidden_dim: int = 256, attention_dim: int = 256,
                  dropout: float = 0.25):

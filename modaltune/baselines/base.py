@@ -38,10 +38,10 @@ class PatientInput:
 
 
 class Baseline(nn.Module):
-    """Base class: subclasses set ``reads`` ("bag", "genes" or "both": the bag and the genes), ``embed_dim`` and
-    ``head`` and define ``embed``."""
+    """Base class: subclasses set ``reads`` (what the data loader fills in: "bag", "genes" or both), ``embed_dim``
+    and ``head``, and define ``embed``."""
 
-    reads: str = ""
+    reads: frozenset[str] = frozenset()
     embed_dim: int
     head: nn.Linear
 

@@ -81,16 +81,17 @@ class SiteData:
         return BaselineInputs(feature_dim=int(self.experiment.slides["dim"].iloc[0]), n_genes=len(self.experiment.gene_names),
                               pathway_genes=pathway_genes, slide_encoder=dict(slide_encoder or {}))
 
-    def patient(self, patient: str, reads: str, generator: np.random.Generator | None = None) -> PatientInput:
-        """The input a model reading ``reads`` ("bag", "genes" or "both") gets; ``generator`` = training tile
-        sampling."""
-        genes = torch.from_numpy(self.genes.loc[patient].to_numpy(np.float32)) if reads != "bag" else None
-        if reads == "genes":
-            return PatientInput(genes=genes)
-        bag = self.cache.get(patient, self.experiment)
-        keep = cap_indices(len(bag), self.tile_cap if generator is not None else self.eval_tile_cap, generator)
-        return PatientInput(features=torch.from_numpy(bag.features[keep]), coords=torch.from_numpy(bag.coords[keep]),
-                            genes=genes)
+    def patient(self, patient: str, reads: frozenset[str], generator: np.random.Generator | None = None
+                ) -> PatientInput:
+        """The input of a model reading ``reads`` ("bag" and/or "genes"); ``generator`` = training tile sampling."""
+        result = PatientInput()
+        if "genes" in reads:
+            result.genes = torch.from_numpy(self.genes.loc[patient].to_numpy(np.float32))
+        if "bag" in reads:
+            bag = self.cache.get(patient, self.experiment)
+            keep = cap_indices(len(bag), self.tile_cap if generator is not None else self.eval_tile_cap, generator)
+            result.features, result.coords = torch.from_numpy(bag.features[keep]), torch.from_numpy(bag.coords[keep])
+        return result
 
     def task(self, task: str, n_bins: int = 4) -> TaskData:
         if task == "subtype":

@@ -15,7 +15,7 @@ from modaltune.baselines.base import Baseline, BaselineInputs, PatientInput, gen
 
 
 class MLP(Baseline):
-    reads = "genes"
+    reads = frozenset({"genes"})
 
     def __init__(self, n_outputs: int, inputs: BaselineInputs, hidden_dim: int = 32, dropout: float = 0.25):
         super().__init__()
@@ -36,7 +36,7 @@ def snn_block(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
 
 
 class SNN(Baseline):
-    reads = "genes"
+    reads = frozenset({"genes"})
 
     def __init__(self, n_outputs: int, inputs: BaselineInputs, hidden_dim: int = 256, dropout: float = 0.25):
         super().__init__()

@@ -23,7 +23,7 @@ _BLOCK = re.compile(r"^encoder\.encoder\.layers\.(\d+)\.")
 
 
 class GigapathTuned(Baseline):
-    reads = "bag"
+    reads = frozenset({"bag"})
 
     def __init__(self, encoder: SlideEncoder, n_outputs: int, feature_layer: int | None = None, pool: str = "cls",
                  layer_decay: float = 0.95):

@@ -23,7 +23,7 @@ GENE_BRANCH = "gene_mixer"
 
 
 class LateFusion(Baseline):
-    reads = "both"
+    reads = frozenset({"bag", "genes"})
 
     def __init__(self, image: Baseline, genes: Baseline, fusion: nn.Module, n_outputs: int):
         super().__init__()

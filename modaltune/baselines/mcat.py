@@ -35,7 +35,7 @@ class TokenBranch(nn.Module):
 
 
 class MCAT(Baseline):
-    reads = "both"
+    reads = frozenset({"bag", "genes"})
 
     def __init__(self, n_outputs: int, inputs: BaselineInputs, dim: int = 256, heads: int = 8, layers: int = 2,
                  ffn_dim: int = 512, dropout: float = 0.25):

@@ -18,7 +18,7 @@ from modaltune.models.omics_encoder import OmicsEncoder, PathwayMLP
 
 
 class SMLP(Baseline):
-    reads = "genes"
+    reads = frozenset({"genes"})
 
     def __init__(self, n_outputs: int, inputs: BaselineInputs, latent_dim: int = 256, dropout: float = 0.25):
         super().__init__()
@@ -32,7 +32,7 @@ class SMLP(Baseline):
 
 
 class GeneMixer(Baseline):
-    reads = "genes"
+    reads = frozenset({"genes"})
 
     def __init__(self, n_outputs: int, inputs: BaselineInputs, output_dim: int = 256, latent_dim: int = 256,
                  depth: int = 3, token_expansion: float = 0.5, channel_expansion: float = 0.5,

@@ -39,7 +39,7 @@ class PathwayTileAttention(nn.Module):
 
 
 class SurvPath(Baseline):
-    reads = "both"
+    reads = frozenset({"bag", "genes"})
 
     def __init__(self, n_outputs: int, inputs: BaselineInputs, dim: int = 256, head_dim: int = 128,
                  hidden_dim: int = 64, dropout: float = 0.25, ffn_dropout: float = 0.1):

@@ -43,7 +43,7 @@ class PPEG(nn.Module):
 
 
 class TransMIL(Baseline):
-    reads = "bag"
+    reads = frozenset({"bag"})
 
     def __init__(self, n_outputs: int, inputs: BaselineInputs, dim: int = 512, heads: int = 8,
                  landmarks: int = 256, dropout: float = 0.1):
