@@ -23,13 +23,12 @@ GENE_BRANCH = "gene_mixer"
 
 
 class LateFusion(Baseline):
-    reads = frozenset({"bag", "genes"})
-
     def __init__(self, image: Baseline, genes: Baseline, fusion: nn.Module, n_outputs: int):
         super().__init__()
         for branch in (image, genes):
             del branch.head  # the fused model predicts; a branch's own head would never train
         self.image, self.genes, self.fusion = image, genes, fusion
+        self.reads = image.reads | genes.reads
         self.embed_dim = fusion.out_dim
         self.head = nn.Linear(fusion.out_dim, n_outputs)
 

@@ -93,6 +93,7 @@ def test_shapes_and_gradient_reaches_every_trainable_parameter(name):
 @pytest.mark.parametrize("name", MULTIMODAL)
 def test_multimodal_models_need_both_modalities(name):
     model = create_baseline(name, 2, INPUTS, **SMALL[name])
+    assert model.reads == {"bag", "genes"}  # what SiteData.patient loads for it
     with pytest.raises(ValueError, match="gene vector"):
         model(patient(np.random.default_rng(0), genes=False))
     with pytest.raises(ValueError, match="bag of tile features"):
@@ -172,7 +173,7 @@ def test_mcat_pathways_query_the_tiles():
 @pytest.mark.parametrize("name", [n for n in MULTIMODAL if n.endswith(("_cat", "_kp"))])
 def test_late_fusion_reuses_the_registered_encoders(name):
     model = create_baseline(name, 2, INPUTS, **SMALL[name])
-    assert isinstance(model, LateFusion)
+    assert isinstance(model, LateFusion) and model.reads == {"bag", "genes"}
     assert type(model.image) is IMAGE_CLASS[name.rsplit("_", 1)[0]] and type(model.genes) is GeneMixer
     assert isinstance(model.fusion, KroneckerFusion if name.endswith("_kp") else ConcatFusion)
     assert not hasattr(model.image, "head") and not hasattr(model.genes, "head")  # the fused model's head predicts
