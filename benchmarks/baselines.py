@@ -2,9 +2,10 @@
 
 Every baseline runs at its configured (schema default) width on the paper's inputs: 1536-d Gigapath tile features,
 Gigapath's 12-layer 768-d LongNet for gigapath_tuned (random weights; activation checkpointing on the GPU, as
-config/tcga.yaml), 4,987 genes in 331 pathways for the genomics models. One training step = forward, cross-entropy
-over 4 classes, backward and an AdamW step for one patient whose bag holds all N tiles (no tile cap, so that the
-cost at N is visible; training caps bags at baselines.training.tile_cap); an epoch = ``--patients`` such steps. The
+config/tcga.yaml), 4,987 genes in 331 pathways for the genomics models; the multimodal ones (MCAT, SurvPath, the
+late-fusion (cat) and (KP) models) read both. One training step = forward, cross-entropy over 4 classes, backward
+and an AdamW step for one patient whose bag holds all N tiles (no tile cap, so that the cost at N is visible;
+training caps bags at baselines.training.tile_cap); an epoch = ``--patients`` such steps. The
 genomics baselines read no tiles and are measured once. ModalTune's step is benchmarks/train_step.py's (full width,
 the three task passes batched) on a bag of the same size. Each measurement runs in a fresh process, so its peak
 memory is its own: ``torch.cuda.max_memory_allocated`` on the GPU, on the CPU the growth of the peak resident set.

@@ -31,6 +31,14 @@ BASELINES: dict[str, BaselineSpec] = {
         BaselineSpec("snn", "SNN", "genomics", "dense_omics", "SNN"),
         BaselineSpec("smlp", "S-MLP", "genomics", "pathway_omics", "SMLP"),
         BaselineSpec("gene_mixer", "Gene Mixer", "genomics", "pathway_omics", "GeneMixer"),
+        BaselineSpec("mcat", "MCAT", "multimodal", "mcat", "MCAT"),
+        BaselineSpec("survpath", "SurvPath", "multimodal", "survpath", "SurvPath"),
+        BaselineSpec("abmil_cat", "ABMIL (cat)", "multimodal", "late_fusion", "build_abmil_cat"),
+        BaselineSpec("abmil_kp", "ABMIL (KP)", "multimodal", "late_fusion", "build_abmil_kp"),
+        BaselineSpec("transmil_cat", "TransMIL (cat)", "multimodal", "late_fusion", "build_transmil_cat"),
+        BaselineSpec("transmil_kp", "TransMIL (KP)", "multimodal", "late_fusion", "build_transmil_kp"),
+        BaselineSpec("gigapath_cat", "Gigapath (cat)", "multimodal", "late_fusion", "build_gigapath_cat"),
+        BaselineSpec("gigapath_kp", "Gigapath (KP)", "multimodal", "late_fusion", "build_gigapath_kp"),
     )
 }
 
