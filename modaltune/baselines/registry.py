@@ -19,6 +19,7 @@ class BaselineSpec:
     modality: str  # key of MODALITY_TITLES
     module: str  # modaltune.baselines.<module>
     builder: str  # callable in that module: builder(n_outputs, inputs, **kwargs) -> Baseline
+    tunes_slide_encoder: bool = False  # builds and trains the slide encoder: needs its weights and whole section
 
 
 BASELINES: dict[str, BaselineSpec] = {
@@ -26,7 +27,7 @@ BASELINES: dict[str, BaselineSpec] = {
     for spec in (
         BaselineSpec("abmil", "ABMIL", "wsi", "abmil", "ABMIL"),
         BaselineSpec("transmil", "TransMIL", "wsi", "transmil", "TransMIL"),
-        BaselineSpec("gigapath_tuned", "Gigapath (Tuned)", "wsi", "gigapath_tuned", "build_gigapath_tuned"),
+        BaselineSpec("gigapath_tuned", "Gigapath (Tuned)", "wsi", "gigapath_tuned", "build_gigapath_tuned", tunes_slide_encoder=True),
         BaselineSpec("mlp", "MLP", "genomics", "dense_omics", "MLP"),
         BaselineSpec("snn", "SNN", "genomics", "dense_omics", "SNN"),
         BaselineSpec("smlp", "S-MLP", "genomics", "pathway_omics", "SMLP"),
@@ -37,8 +38,8 @@ BASELINES: dict[str, BaselineSpec] = {
         BaselineSpec("abmil_kp", "ABMIL (KP)", "multimodal", "late_fusion", "build_abmil_kp"),
         BaselineSpec("transmil_cat", "TransMIL (cat)", "multimodal", "late_fusion", "build_transmil_cat"),
         BaselineSpec("transmil_kp", "TransMIL (KP)", "multimodal", "late_fusion", "build_transmil_kp"),
-        BaselineSpec("gigapath_cat", "Gigapath (cat)", "multimodal", "late_fusion", "build_gigapath_cat"),
-        BaselineSpec("gigapath_kp", "Gigapath (KP)", "multimodal", "late_fusion", "build_gigapath_kp"),
+        BaselineSpec("gigapath_cat", "Gigapath (cat)", "multimodal", "late_fusion", "build_gigapath_cat", tunes_slide_encoder=True),
+        BaselineSpec("gigapath_kp", "Gigapath (KP)", "multimodal", "late_fusion", "build_gigapath_kp", tunes_slide_encoder=True),
     )
 }
 

@@ -70,13 +70,18 @@ def collect_baselines(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 def results_table(long: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over the seeds that ran per cell; the `overall` column averages the per-site means of a row.
 
-    Rows are grouped by modality in MODALITY_TITLES order and keep, within a group, the order in which their
-    experiments first appear in ``long``. ``skipped`` lists the reasons of the seeds without a value. A cell of a
+    Rows are grouped by modality in MODALITY_TITLES order; within a group a probed frozen encoder comes first, then
+    the supervised baselines, then the probed ModalTune experiments, each in the order they first appear in ``long``. ``skipped`` lists the reasons of the seeds without a value. A cell of a
     single run (the frozen-encoder baseline when the split is shared by every seed) has no std (NaN), and the
     formatted tables show its mean alone, as the paper's `Gigapath LP` rows.
     """
     order = {modality: index for index, modality in enumerate(MODALITY_TITLES)}
-    long = long.sort_values("modality", key=lambda column: column.map(order), kind="stable")
+    # Table 2's order within a modality: a probed frozen encoder (Gigapath LP) first, then the supervised baselines,
+    # then the probed ModalTune experiments (the probes of the default modality) last.
+    rank = [1 if experiment in BASELINES else 2 if modality == DEFAULT_MODALITY else 0
+            for experiment, modality in zip(long["experiment"], long["modality"], strict=True)]
+    long = (long.assign(_order=long["modality"].map(order), _rank=rank)
+            .sort_values(["_order", "_rank"], kind="stable").drop(columns=["_order", "_rank"]))
     keys = ["task", "modality", "experiment", "source"]
     cells = []
     for (task, modality, experiment, source, site), group in long.groupby([*keys, "site"], sort=False):

@@ -317,7 +317,7 @@ def test_table_groups_rows_by_modality_in_table_2_order_and_notes_skipped_runs(t
             probes[-1].write_text(json.dumps({"experiment": experiment, "site": "RCC", "seed": seed,
                                               "subtype": {"balanced_accuracy": 0.6}, "survival": {"c_index": 0.6}}))
     values = {("gene_mixer", 0): 0.8, ("gene_mixer", 1): 0.7, ("abmil", 0): 0.5, ("abmil", 1): None,
-              ("transmil", 0): 0.6}  # files in any order: rows follow Table 2
+              ("transmil", 0): 0.6, ("mcat", 0): 0.9, ("mcat", 1): 0.8}  # files in any order: rows follow Table 2
     for (model, seed), value in values.items():
         spec = BASELINES[model]
         runs.append(tmp_path / f"{model}_{seed}.json")
@@ -328,7 +328,8 @@ def test_table_groups_rows_by_modality_in_table_2_order_and_notes_skipped_runs(t
     long = pd.concat([collect_probes(probes, {"gigapath_lp": "wsi"}), collect_baselines(runs)], ignore_index=True)
     table = results_table(long)
     subtype = table[table.task == "subtype"]
-    assert subtype["experiment"].tolist() == ["gigapath_lp", "abmil", "transmil", "gene_mixer", "modaltune"]
+    # the probed frozen encoder heads the WSI group; the probed ModalTune closes the multi-modal one, after MCAT
+    assert subtype["experiment"].tolist() == ["gigapath_lp", "abmil", "transmil", "gene_mixer", "mcat", "modaltune"]
     abmil = subtype[subtype.experiment == "abmil"].iloc[0]
     assert (abmil["mean"], abmil["seeds"]) == (0.5, 1) and "seed 1: site RCC" in abmil["skipped"]
     mixer = subtype[subtype.experiment == "gene_mixer"].iloc[0]
@@ -340,5 +341,6 @@ def test_table_groups_rows_by_modality_in_table_2_order_and_notes_skipped_runs(t
     rows = [[cell.strip() for cell in line.split("|")[1:3]] for line in block.splitlines()
             if line.startswith("| ") and "Method" not in line]
     assert rows == [["WSI", "Gigapath LP"], ["", "ABMIL"], ["", "TransMIL"], ["Genomics", "Gene Mixer"],
-                    ["Multi-modal", "ModalTune"]]
-    assert "0.500 ± 0.000*" in block and "ABMIL, RCC: seed 1: site RCC, task subtype: the training split" in markdown
+                    ["Multi-modal", "MCAT"], ["", "ModalTune"]]
+    assert "| 0.500* " in block and "| 0.500 ±" not in block  # one seed ran: its mean alone, marked
+    assert "ABMIL, RCC: seed 1: site RCC, task subtype: the training split" in markdown

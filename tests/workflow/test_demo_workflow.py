@@ -14,6 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from modaltune.baselines.registry import BASELINES
 from modaltune.evaluation import summarise_seeds
 from modaltune.io import read_parquet
 
@@ -77,7 +78,10 @@ def test_results_table_has_every_method_site_and_task(demo):
     lines = [line.split("|") for line in markdown.split("### Survival")[0].splitlines()
              if line.startswith("| ") and "Method" not in line]
     methods = [cells[2].strip() for cells in lines]
-    assert methods == ["Gigapath LP", "ABMIL", "TransMIL", "Gigapath (Tuned)", "MLP", "SNN", "S-MLP", "Gene Mixer",
+    def supervised(modality):  # registry (Table 2) order
+        return [spec.label for name, spec in BASELINES.items() if name in SUPERVISED and spec.modality == modality]
+
+    assert methods == ["Gigapath LP", *supervised("wsi"), *supervised("genomics"), *supervised("multimodal"),
                        "ModalTune", "ModalTune Pan-Cancer"]
     # a single run (the frozen encoder on the shared split) shows its mean alone, seeded rows mean ± std
     assert all(("±" in "|".join(cells[3:])) == (cells[2].strip() != "Gigapath LP") for cells in lines), lines

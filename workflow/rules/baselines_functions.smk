@@ -47,11 +47,16 @@ def baseline_inputs(models):
     def inputs(wildcards):
         files = site_inputs([wildcards.site], None, with_text=False)
         files["pathways"] = "results/omics/pathways.parquet"
-        if "gigapath_tuned" not in models:
+        if not tunes_slide_encoder(models):
             files.pop("slide_encoder_weights", None)
         return files
 
     return inputs
+
+
+def tunes_slide_encoder(models):
+    """Whether a job builds and trains the slide encoder (Gigapath tuned and its late fusions)."""
+    return any(BASELINE_REGISTRY[name].tunes_slide_encoder for name in models)
 
 
 def baseline_runs(wildcards):
@@ -63,8 +68,8 @@ def baseline_runs(wildcards):
 
 def baseline_params(models):
     """--params of a job: only its models' settings, so editing one model's section reruns only that model. A job
-    without gigapath_tuned reads the slide encoder's name alone (its grid places a patient's slides)."""
-    encoder = config["slide_encoder"] if "gigapath_tuned" in models else {"name": config["slide_encoder"]["name"]}
+    that tunes no slide encoder reads the encoder's name alone (its grid places a patient's slides)."""
+    encoder = config["slide_encoder"] if tunes_slide_encoder(models) else {"name": config["slide_encoder"]["name"]}
     section = {"training": BASELINE_SETTINGS["training"], **{name: BASELINE_SETTINGS[name] for name in models}}
     return json.dumps({"baselines": section, "slide_encoder": encoder}, sort_keys=True)
 
