@@ -248,13 +248,12 @@ def xor_site(tmp_path_factory):
 
 def xor_run(root, name, tmp_path):
     files = site_files(root, "S1", 0, "tiny", None)
-    data = SiteData(ExperimentData([files], 0, BagOptions(None)), pd.read_parquet(files.cohort), BagCache(100),
-                    tile_cap=12, eval_tile_cap=100)
+    data = SiteData(ExperimentData([files], 0, BagOptions(None)), pd.read_parquet(files.cohort), BagCache(100))
     image, genes = dict(ABMIL_SMALL, dropout=0.0), dict(GENES, dropout=0.0)  # dropout only slows this small task
     small = {"abmil": image, "gene_mixer": genes, "abmil_cat": dict(SMALL["abmil_cat"], image=image, genes=genes)}
     section = validate({"baselines": {
         "training": {"epochs": 3, "warmup_epochs": 0, "accumulate": 2, "device": "cpu", "precision": "fp32",
-                     "threads": 1},
+                     "threads": 1, "tile_cap": 12, "eval_tile_cap": 100},
         name: dict(small[name], lr=5e-3)}})["baselines"]
     record = train_baseline(name, data, "subtype", section, data.inputs(PATHWAYS), device=torch.device("cpu"),
                             seed=0, out_stem=tmp_path / name / "subtype")

@@ -4,6 +4,7 @@ baseline that leaves the others alone."""
 from pathlib import Path
 
 import pytest
+import yaml
 from snakemake_cli import TCGA_CONFIG, dry_run, placeholder_tcga_config, snakemake
 
 import modaltune.config
@@ -45,7 +46,8 @@ def test_real_cohorts_run_one_gpu_job_per_baseline_site_seed_and_task(built_coho
     _, _, jobs = built_cohort
     runs = baseline_jobs(jobs)
     seeds, tasks = [0, 1, 2], ["subtype", "survival"]
-    assert len(runs) == len(BASELINES) * len(seeds) * len(tasks)  # the template's one site
+    sites = yaml.safe_load(Path(TCGA_CONFIG).read_text())["sites"]
+    assert len(runs) == len(BASELINES) * len(sites) * len(seeds) * len(tasks)
     for job in runs:
         assert len(job.outputs) == 2 and job.resources["gpu"] == "1"
 
@@ -54,4 +56,5 @@ def test_forcerun_one_baseline_retrains_it_alone(built_cohort):
     workdir, configs, _ = built_cohort
     jobs = dry_run(workdir, "all", "--forcerun", "baseline_abmil", *configs)
     assert {job.rule for job in baseline_jobs(jobs)} == {"baseline_abmil"}
-    assert len(baseline_jobs(jobs)) == 6 and {job.rule for job in jobs} <= {"baseline_abmil", "results_table", "all"}
+    sites = yaml.safe_load(Path(TCGA_CONFIG).read_text())["sites"]
+    assert len(baseline_jobs(jobs)) == len(sites) * 6 and {job.rule for job in jobs} <= {"baseline_abmil", "results_table", "all"}
