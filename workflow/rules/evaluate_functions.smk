@@ -1,6 +1,8 @@
 # Functions and settings of the evaluation, figure and report rules (evaluate.smk, figures.smk, report.smk),
 # kept apart from the rules as the linter asks.
 
+from typing import NamedTuple
+
 from modaltune.evaluation.cli import FROZEN_SECTIONS
 
 EVALUATION = config["evaluation"]
@@ -76,6 +78,48 @@ def ood_probe_files():
         for experiment, source, target in OOD_RUNS
         for seed in SEEDS
     ]
+
+
+class ProbeBatch(NamedTuple):
+    """The probes of one demo evaluation job: embedding files of one site, in-domain or out-of-distribution."""
+
+    site: str
+    experiments: list
+    seeds: list
+    sources: list  # the models' training sites for out-of-distribution probes; empty for in-domain ones
+    name: str  # "in_domain" or "ood"
+
+    @property
+    def embedding_files(self):
+        if self.sources:
+            return [f"results/ood/embeddings/{e}/{source}/{self.site}/seed{seed}.parquet"
+                    for e, source, seed in zip(self.experiments, self.sources, self.seeds, strict=True)]
+        return [f"results/embeddings/{e}/{self.site}/seed{seed}.parquet"
+                for e, seed in zip(self.experiments, self.seeds, strict=True)]
+
+    @property
+    def probe_files(self):
+        return [path.replace("/embeddings/", "/probes/", 1).replace(".parquet", ".json")
+                for path in self.embedding_files]
+
+    @property
+    def log(self):
+        return f"results/logs/evaluate/{self.site}/{self.name}_{self.experiments[0]}_seed{self.seeds[0]}.log"
+
+
+def probe_batches():
+    """Every probe file, `evaluation.probes_per_job` of one site per batch (in-domain and OOD apart)."""
+    size = EVALUATION["probes_per_job"]
+    batches = []
+    for site in SITES:
+        in_domain = [(e, seed, None) for e, sites in probed_sites().items() if site in sites for seed in SEEDS]
+        ood = [(e, seed, source) for e, source, target in OOD_RUNS if target == site for seed in SEEDS]
+        for name, runs in (("in_domain", in_domain), ("ood", ood)):
+            for start in range(0, len(runs), size):
+                chunk = runs[start : start + size]
+                experiments, seeds, sources = (list(column) for column in zip(*chunk, strict=True))
+                batches.append(ProbeBatch(site, experiments, seeds, sources if name == "ood" else [], name))
+    return batches
 
 
 # ---- figures ----
