@@ -1,8 +1,8 @@
 """`modaltune train` and `modaltune embed`: training runs (experiment, sites, seed) and their patient embeddings.
 
 `train` takes several seeds so that the demo pays the torch start-up once for all seeds of a model, and it can write
-the runs' embeddings itself (`--embed-site`), so the demo needs no separate embedding job per model; real cohorts
-run one resumable job per seed and embed in their own jobs.
+the runs' embeddings itself (`--embed-site`), so the demo needs no separate embedding job per model; `embed` takes
+several seeds' models for the same reason. Real cohorts run one resumable job per run and per embedding file.
 
 Input paths follow the data contracts under ``--results``; ``--params`` is a JSON object holding the config
 sections model, slide_encoder, training, text and features.
@@ -26,18 +26,20 @@ def register(subparsers) -> None:
     train.add_argument("--out", required=True, nargs="+",
                        help="results/models/{experiment}/{site or pooled}/seed{seed}, one per --seed")
     train.add_argument("--embed-site", nargs="*", default=[],
-                       help="sites whose patients each trained run embeds (its own sites, out-of-distribution ones)")
+                       help="sites whose patients each trained run embeds (the workflow: the sites trained on)")
     train.add_argument("--embeddings", nargs="*", default=[],
                        help="embedding files to write: for each --seed in turn, one per --embed-site")
     train.add_argument("--params", required=True, help=f"JSON with the config sections {', '.join(SECTIONS)}")
     train.set_defaults(func=run_train)
 
-    embed = subparsers.add_parser("embed", help="patient embeddings of one site from a trained model")
-    embed.add_argument("--model", required=True, help="trained model folder (model.safetensors, config.json)")
+    embed = subparsers.add_parser("embed", help="patient embeddings of one site from trained models")
+    embed.add_argument("--model", required=True, nargs="+",
+                       help="trained model folders (model.safetensors, config.json), one per --seed")
     embed.add_argument("--site", required=True)
-    embed.add_argument("--seed", type=int, required=True)
+    embed.add_argument("--seed", type=int, required=True, nargs="+", help="the models' split seeds")
     embed.add_argument("--results", default="results")
-    embed.add_argument("--out", required=True, help="results/embeddings/{experiment}/{site}/seed{seed}.parquet")
+    embed.add_argument("--out", required=True, nargs="+",
+                       help="results/embeddings/{experiment}/{site}/seed{seed}.parquet, one per --seed")
     embed.add_argument("--params", required=True, help=f"JSON with the config sections {', '.join(SECTIONS)}")
     embed.set_defaults(func=run_embed)
 
@@ -93,9 +95,12 @@ def run_train(args) -> int:
 def run_embed(args) -> int:
     import torch
 
+    if not len(args.model) == len(args.seed) == len(args.out):
+        raise SystemExit("modaltune embed: give as many --model folders and --out files as --seed values")
     params = sections_from_json(args.params, SECTIONS)
     torch.set_num_threads(params["training"]["threads"])
-    embed_with(args.model, Path(args.results), args.site, args.seed, args.out, params)
+    for model, seed, out in zip(args.model, args.seed, args.out, strict=True):
+        embed_with(model, Path(args.results), args.site, seed, out, params)
     return 0
 
 

@@ -84,6 +84,35 @@ if TRAINING["seeds_per_job"] == 1:
             "{MODALTUNE} embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
             "--params {params.sections:q} > {log} 2>&1"
 
+else:
+    # Several seeds per job (the demo): one rule per model group and target site, embedding with each seed's model.
+    for batch, (experiment, source, target, seeds) in enumerate(ood_embed_batches()):
+
+        rule:
+            name:
+                f"embed_ood_batch{batch}"
+            input:
+                **ood_batch_inputs(experiment, source, target, seeds),
+            output:
+                [f"results/ood/embeddings/{experiment}/{source}/{target}/seed{seed}.parquet" for seed in seeds],
+            log:
+                f"results/logs/embed_ood/{experiment}/{source}/{target}/seeds{'-'.join(map(str, seeds))}.log",
+            params:
+                models=" ".join(f"results/models/{experiment}/{source}/seed{seed}" for seed in seeds),
+                site=target,
+                seeds=" ".join(map(str, seeds)),
+                sections=sections_json(TRAIN_SECTIONS),
+            threads: TRAINING["threads"]
+            resources:
+                mem_mb=TRAINING["mem_mb"],
+                runtime=60,
+                gpu=TRAINING["gpus"],
+            conda:
+                "../../envs/torch.yaml"
+            shell:
+                "{MODALTUNE} embed --model {params.models} --site {params.site} --seed {params.seeds} "
+                "--out {output:q} --params {params.sections:q} > {log:q} 2>&1"
+
 
 if EVALUATION["probes_per_job"] == 1:
 

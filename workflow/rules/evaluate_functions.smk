@@ -58,6 +58,20 @@ def ood_inputs(wildcards):
     return trained_model_inputs(wildcards.site, wildcards.seed, ood_model_folder(wildcards))
 
 
+def ood_embed_batches():
+    """(experiment, source, target, seeds) of the demo's out-of-distribution embedding jobs."""
+    runs = dict.fromkeys(OOD_RUNS)
+    return [(*run, seeds) for run in runs for seeds in seed_batches(TRAINING["seeds_per_job"])]
+
+
+def ood_batch_inputs(experiment, source, target, seeds):
+    inputs = site_inputs([target], seeds[0], with_text=False)
+    folders = [f"results/models/{experiment}/{source}/seed{seed}" for seed in seeds]
+    inputs.update(model=[f"{folder}/model.safetensors" for folder in folders],
+                  model_config=[f"{folder}/config.json" for folder in folders])
+    return inputs
+
+
 def ood_model_folder(wildcards):
     return f"results/models/{wildcards.experiment}/{wildcards.source}/seed{wildcards.seed}"
 
@@ -87,7 +101,7 @@ class ProbeBatch(NamedTuple):
     experiments: list
     seeds: list
     sources: list  # the models' training sites for out-of-distribution probes; empty for in-domain ones
-    name: str  # "in_domain" or "ood"
+    name: str  # "in_domain", "pooled" or "ood"
 
     @property
     def embedding_files(self):
@@ -108,13 +122,18 @@ class ProbeBatch(NamedTuple):
 
 
 def probe_batches():
-    """Every probe file, `evaluation.probes_per_job` of one site per batch (in-domain and OOD apart)."""
+    """Every probe file, `evaluation.probes_per_job` of one site per batch (in-domain, pooled and OOD apart)."""
     size = EVALUATION["probes_per_job"]
     batches = []
     for site in SITES:
-        in_domain = [(e, seed, None) for e, sites in probed_sites().items() if site in sites for seed in SEEDS]
+        # a pooled model's probes stay apart, so a site's target (results/sites/{site}.done) trains no pooled model
+        in_domain, pooled = [], []
+        for experiment, sites in probed_sites().items():
+            if site in sites:
+                runs = pooled if EXPERIMENTS.get(experiment, {}).get("pooled") else in_domain
+                runs += [(experiment, seed, None) for seed in SEEDS]
         ood = [(e, seed, source) for e, source, target in OOD_RUNS if target == site for seed in SEEDS]
-        for name, runs in (("in_domain", in_domain), ("ood", ood)):
+        for name, runs in (("in_domain", in_domain), ("pooled", pooled), ("ood", ood)):
             for start in range(0, len(runs), size):
                 chunk = runs[start : start + size]
                 experiments, seeds, sources = (list(column) for column in zip(*chunk, strict=True))

@@ -65,8 +65,8 @@ if TRAINING["seeds_per_job"] == 1:
 
 
 else:
-    # Several seeds per job (the demo): one rule per batch; the job also writes the embeddings of its sites and of
-    # its out-of-distribution targets, so the demo has no embed or embed_ood job.
+    # Several seeds per job (the demo): one rule per batch; the job also writes the embeddings of its sites, so the
+    # demo has no embed job.
     for batch, job in enumerate(train_batches()):
 
         rule:
@@ -84,7 +84,6 @@ else:
                 sites=" ".join(job.sites),
                 seeds=" ".join(map(str, job.seeds)),
                 folders=" ".join(job.folders),
-                embed_sites=" ".join(job.embed_sites),
                 sections=sections_json(TRAIN_SECTIONS),
             threads: TRAINING["threads"]
             resources:
@@ -95,5 +94,5 @@ else:
                 "../../envs/torch.yaml"
             shell:
                 "{MODALTUNE} train --experiment {params.experiment} --sites {params.sites} --seed {params.seeds} "
-                "--out {params.folders} --embed-site {params.embed_sites} --embeddings {output.embeddings:q} "
+                "--out {params.folders} --embed-site {params.sites} --embeddings {output.embeddings:q} "
                 "--params {params.sections:q} > {log:q} 2>&1"

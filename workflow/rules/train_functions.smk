@@ -73,65 +73,48 @@ MODEL_FILES = ("model.safetensors", "config.json", "history.csv")
 
 
 class TrainBatch(NamedTuple):
-    """The runs of one demo training job: some seeds of one experiment and site group, and what it embeds."""
+    """The runs of one demo training job: some seeds of one experiment and site group; each embeds its sites."""
 
     experiment: str
     group: str
-    sites: list  # trained on; each run embeds their patients
+    sites: list
     seeds: list
-    ood: list  # out-of-distribution targets each run embeds too
 
     @property
     def folders(self):
         return [f"results/models/{self.experiment}/{self.group}/seed{seed}" for seed in self.seeds]
 
     @property
-    def embed_sites(self):
-        return self.sites + self.ood
-
-    @property
     def embedding_files(self):
-        """For each seed in turn, one file per embed site (the order `modaltune train --embeddings` expects)."""
-        files = []
-        for seed in self.seeds:
-            files += [f"results/embeddings/{self.experiment}/{site}/seed{seed}.parquet" for site in self.sites]
-            files += [f"results/ood/embeddings/{self.experiment}/{self.group}/{site}/seed{seed}.parquet"
-                      for site in self.ood]
-        return files
+        """For each seed in turn, one file per site (the order `modaltune train --embeddings` expects)."""
+        return [f"results/embeddings/{self.experiment}/{site}/seed{seed}.parquet"
+                for seed in self.seeds for site in self.sites]
 
     @property
     def log(self):
         return f"results/logs/train/{self.experiment}/{self.group}/seeds{'-'.join(map(str, self.seeds))}.log"
 
 
-def ood_targets(experiment, source):
-    """The out-of-distribution sites the models of (experiment, source) embed (evaluate_functions.smk checks them)."""
-    return [
-        target
-        for run in config["evaluation"]["ood"]
-        if run["experiment"] == experiment and run["source"] == source
-        for target in run["targets"]
-    ]
+def seed_batches(size):
+    """The split seeds in batches of `size`, for the demo's batch rules."""
+    return [SEEDS[start : start + size] for start in range(0, len(SEEDS), size)]
 
 
 def train_batches():
     """Every training run, `training.seeds_per_job` seeds of one experiment and site group per batch."""
-    size = TRAINING["seeds_per_job"]
     batches = []
     for experiment in EXPERIMENTS:
         sites = experiment_sites(experiment)
         groups = {POOLED: sites} if EXPERIMENTS[experiment]["pooled"] else {site: [site] for site in sites}
         for group, trained_on in groups.items():
-            batches += [TrainBatch(experiment, group, trained_on, SEEDS[start : start + size],
-                                   ood_targets(experiment, group))
-                        for start in range(0, len(SEEDS), size)]
+            batches += [TrainBatch(experiment, group, trained_on, seeds)
+                        for seeds in seed_batches(TRAINING["seeds_per_job"])]
     return batches
 
 
 def train_batch_inputs(job):
-    """Inputs of a batch job: each seed's training inputs and each embedded site's inputs, without repeats."""
+    """Inputs of a batch job: each seed's training inputs, without repeats."""
     parts = [site_inputs(job.sites, seed, with_text=True) for seed in job.seeds]
-    parts += [site_inputs(job.embed_sites, seed, with_text=False) for seed in job.seeds]
     inputs = {"pathways": ["results/omics/pathways.parquet"]}
     for part in parts:
         for key, value in part.items():
