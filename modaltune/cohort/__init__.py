@@ -1,8 +1,9 @@
 """Clinical tables -> one harmonised patient table per site, survival labels, subtype groups, splits.
 
 Readers (:mod:`.readers`) detect the download format from the header; :mod:`.harmonise` collapses the
-records into one row per patient with documented rules; :mod:`.splits` makes the stratified 68/12/20 splits;
-:mod:`.build` ties them together for the `modaltune cohort` command.
+records into one row per patient with documented rules; :mod:`.splits` makes the stratified 68/12/20 split (one
+per site, shared by every seed) or takes the paper's released split (:mod:`.release`); :mod:`.build` ties them
+together for the `modaltune cohort` command.
 """
 
 from modaltune.cohort.build import SiteCohort, build_site_cohort

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from modaltune.cohort.harmonise import DAYS_PER_MONTH, HarmoniseReport, harmonise
 from modaltune.cohort.readers import read_clinical
-from modaltune.cohort.splits import make_splits
+from modaltune.cohort.splits import SiteSplits, SplitPlan, split_site
 from modaltune.cohort.subtypes import groups_of, load_subtype_table
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SiteCohort:
     cohort: pd.DataFrame
-    splits: pd.DataFrame
+    splits: SiteSplits
     report: HarmoniseReport
     sources: pd.DataFrame  # one row per clinical file: source, format, records, patients
 
@@ -55,9 +55,7 @@ def build_site_cohort(
     clinical: Sequence[str | os.PathLike],
     slide_ids: Iterable[str],
     rna: Iterable[str],
-    seeds: Iterable[int] = (0, 1, 2),
-    val_fraction: float = 0.12,
-    test_fraction: float = 0.20,
+    split_plan: SplitPlan | None = None,
     subtypes_file: str | os.PathLike | None = None,
     days_per_month: float = DAYS_PER_MONTH,
 ) -> SiteCohort:
@@ -71,7 +69,7 @@ def build_site_cohort(
             f"site {site}: no patient has clinical labels and a slide; see the identifiers of {list(clinical)} "
             "and the slide folder (patient = first 12 characters of a slide's file name)"
         )
-    splits = make_splits(cohort, seeds, val_fraction, test_fraction)
+    splits = split_site(cohort, split_plan or SplitPlan())  # default: the paper's one shared split
     log.info(
         "site %s: %d patients, %d with RNA, %d contradictions",
         site,

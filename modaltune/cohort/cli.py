@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def register(subparsers) -> None:
@@ -19,6 +18,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--omics", required=True, help="results/omics/{site}.parquet (its patients have RNA)")
     parser.add_argument("--slides", nargs="*", default=[], help="slide ids (file stems) of the site")
+    parser.add_argument("--release-splits", default=None,
+                        help="folder of the paper's released split (json_splits/tcga_<site>), sites.<site>.splits")
     parser.add_argument("--params", required=True, help="the `cohort` config section as JSON")
     parser.add_argument("--output", required=True, help="results/cohort/{site}.parquet")
     parser.add_argument("--splits", required=True, help="results/cohort/{site}_splits.parquet")
@@ -29,22 +30,22 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     from modaltune.cohort.build import build_site_cohort, rna_patients
     from modaltune.cohort.report import render_report, write_report
+    from modaltune.cohort.splits import SplitPlan
+    from modaltune.config import section_from_json
     from modaltune.io import write_parquet
 
-    params = json.loads(args.params)
+    params = section_from_json("cohort", args.params)  # defaults filled, as the workflow's config has them
     result = build_site_cohort(
         site=args.site,
         projects=args.projects,
         clinical=args.clinical,
         slide_ids=args.slides,
         rna=rna_patients(args.omics),
-        seeds=params["seeds"],
-        val_fraction=params["val_fraction"],
-        test_fraction=params["test_fraction"],
+        split_plan=SplitPlan.from_config(params, args.release_splits),
         subtypes_file=params["subtypes_file"],
         days_per_month=params["days_per_month"],
     )
     metadata = {"site": args.site, "clinical": args.clinical, "params": params}
     write_parquet(result.cohort, args.output, metadata)
-    write_parquet(result.splits, args.splits, metadata)
+    write_parquet(result.splits.table, args.splits, dict(metadata, release_splits=args.release_splits))
     write_report(render_report(result.report, result.sources, result.cohort, result.splits), args.report)

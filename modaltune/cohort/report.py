@@ -7,11 +7,12 @@ import os
 import pandas as pd
 
 from modaltune.cohort.harmonise import HarmoniseReport
+from modaltune.cohort.splits import SiteSplits
 from modaltune.io import atomic_path
 
 
 def render_report(
-    report: HarmoniseReport, sources: pd.DataFrame, cohort: pd.DataFrame, splits: pd.DataFrame
+    report: HarmoniseReport, sources: pd.DataFrame, cohort: pd.DataFrame, splits: SiteSplits
 ) -> str:
     """Markdown text; ``sources`` has one row per clinical file (source, format, records, patients)."""
     lines = [f"# Cohort report: {report.site}", "", "## Clinical tables", ""]
@@ -32,12 +33,14 @@ def render_report(
     if report.unknown_project:
         lines += ["", *_listing("Patients without a TCGA project", report.unknown_project)]
 
-    lines += ["", "## Splits", "", "| seed | train | val | test |", "|---|---|---|---|"]
-    table = splits.groupby(["seed", "split"]).size().unstack(fill_value=0)
+    lines += ["", "## Splits", "", splits.source, "", "| seed | train | val | test |", "|---|---|---|---|"]
+    table = splits.table.groupby(["seed", "split"]).size().unstack(fill_value=0)
     lines += [
         f"| {seed} | {row.get('train', 0)} | {row.get('val', 0)} | {row.get('test', 0)} |"
         for seed, row in table.iterrows()
     ]
+    if splits.release_missing or splits.not_in_release or splits.class_disagreements:
+        lines += ["", *_release_section(splits)]
 
     lines += ["", "## Identifier mismatches between clinical tables, RNA and slides", ""]
     lines += _listing("Clinical patients without any slide (not in the cohort)", report.without_slides)
@@ -70,6 +73,20 @@ def render_report(
     else:
         lines += ["None."]
     return "\n".join(lines) + "\n"
+
+
+def _release_section(splits: SiteSplits) -> list[str]:
+    lines = ["### Released split against this cohort", ""]
+    lines += _listing("Release patients missing from this cohort (no clinical record or slide here)",
+                      splits.release_missing)
+    lines += _listing("Cohort patients absent from the release (dropped: the release fixes the training set)",
+                      splits.not_in_release)
+    lines += [f"**Patients whose release class differs from the cohort's subtype class**: "
+              f"{len(splits.class_disagreements)}", ""]
+    if splits.class_disagreements:
+        lines += ["| patient | release primary_class | cohort subtype_class |", "|---|---|---|"]
+        lines += [f"| {p} | {release} | {ours} |" for p, release, ours in splits.class_disagreements] + [""]
+    return lines
 
 
 def write_report(text: str, path: str | os.PathLike) -> None:

@@ -42,12 +42,15 @@ def collect_probes(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 def results_table(long: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per cell; the `overall` column averages the per-site means of a row.
 
+    A cell of a single run (the frozen-encoder baseline when the split is shared by every seed) has no std (NaN),
+    and the formatted tables show its mean alone, as the paper's `Gigapath LP` rows.
     Rows keep the order in which their experiments first appear in ``long``.
     """
     keys = ["task", "experiment", "source"]
     cells = []
     for (task, experiment, source, site), group in long.groupby([*keys, "site"], sort=False):
         mean, std = summarise_seeds(group["value"].tolist())
+        std = std if len(group) > 1 else float("nan")
         cells.append({"task": task, "experiment": experiment, "source": source, "site": site, "mean": mean,
                       "std": std, "seeds": len(group)})
     cells = pd.DataFrame(cells)
@@ -68,7 +71,8 @@ def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> 
         if rows.empty:
             continue
         rows = rows.assign(
-            cell=[f"{m:.3f} ± {s:.3f}" for m, s in zip(rows["mean"], rows["std"], strict=True)],
+            cell=[f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}" for m, s in zip(rows["mean"], rows["std"],
+                                                                                         strict=True)],
             row=[row_label(e, s, labels) for e, s in zip(rows["experiment"], rows["source"], strict=True)],
         )
         order = list(dict.fromkeys(rows["row"]))

@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     embed.add_argument("--results", default="results")
     embed.add_argument("--out", required=True, nargs="+",
                        help="results/embeddings/{experiment}/{site}/seed{seed}.parquet, one per --seed")
+    embed.add_argument("--gene-scaling", choices=("model", "target-train"), default="model",
+                       help="z-score genes with the model's training statistics, or fit them on this site's training "
+                            "split (out-of-distribution runs)")
     embed.add_argument("--params", required=True, help=f"JSON with the config sections {', '.join(SECTIONS)}")
     embed.set_defaults(func=run_embed)
 
@@ -100,13 +103,15 @@ def run_embed(args) -> int:
     params = sections_from_json(args.params, SECTIONS)
     torch.set_num_threads(params["training"]["threads"])
     for model, seed, out in zip(args.model, args.seed, args.out, strict=True):
-        embed_with(model, Path(args.results), args.site, seed, out, params)
+        embed_with(model, Path(args.results), args.site, seed, out, params, args.gene_scaling)
     return 0
 
 
-def embed_with(model: str | Path, results: Path, site: str, seed: int, out: str | Path, params: dict) -> None:
+def embed_with(model: str | Path, results: Path, site: str, seed: int, out: str | Path, params: dict,
+               gene_scaling: str = "model") -> None:
     """Embed one site's patients with a trained model: the `embed` command, and `train --embed-site`."""
     from modaltune.training.embed import embed_site
 
     embed_site(model, site_files(results, site, seed, params["features"]["encoder"], None), seed, out,
-               device=params["training"]["device"], precision=params["training"]["precision"])
+               gene_scaling=gene_scaling, device=params["training"]["device"],
+               precision=params["training"]["precision"])

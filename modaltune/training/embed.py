@@ -1,5 +1,8 @@
 """Patient embeddings from a trained model: every patient of a site's split file, every task.
 
+Genes are z-scored with the model's own statistics, or, for an out-of-distribution site, with statistics fitted on
+that site's training split (:func:`target_train_scaler`).
+
 Output (data contract): ``results/embeddings/{experiment}/{site}/seed{seed}.parquet`` with columns patient, split,
 task and embedding (list[float], the raw model output before normalisation, which the probes read). The tile cap is
 deterministic here, so the embeddings are reproducible.
@@ -45,13 +48,30 @@ def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> t
     return model.to(device).eval(), config, GeneScaler.from_state_dict(config["gene_scaler"])
 
 
+GENE_SCALINGS = ("model", "target-train")
+
+
+def target_train_scaler(data: ExperimentData) -> GeneScaler:
+    """Gene z-scores fitted on the training split of ``data``'s site, as the official deployment scales an unseen
+    site with its own table (paper Table 3); its validation and test patients never enter the statistics."""
+    return GeneScaler().fit(data.genes.loc[data.split_patients("train")])
+
+
 def embed_site(model_dir: str | Path, site: SiteFiles, seed: int, out: str | Path, *,
-               device: str = "auto", precision: str = "auto") -> pd.DataFrame:
-    """Embed every patient of ``site``'s split for ``seed`` with the model in ``model_dir``; write ``out``."""
+               gene_scaling: str = "model", device: str = "auto", precision: str = "auto") -> pd.DataFrame:
+    """Embed every patient of ``site``'s split for ``seed`` with the model in ``model_dir``; write ``out``.
+
+    ``gene_scaling``: "model" z-scores the genes with the statistics the model was trained with (in-domain);
+    "target-train" fits them on ``site``'s training split (out-of-distribution runs).
+    """
+    if gene_scaling not in GENE_SCALINGS:
+        raise ValueError(f"gene_scaling must be one of {GENE_SCALINGS}, got {gene_scaling!r}")
     device = resolve_device(device)
     model, config, scaler = load_trained(model_dir, device)
     grid = model.encoder.config
     data = ExperimentData([site], seed, BagOptions.for_encoder(grid, config["tile_cap"], config["gap_px"]))
+    if gene_scaling == "target-train":
+        scaler = target_train_scaler(data)
     embedder = Embedder(model, data, scaler.transform(data.genes), device, precision)
     patients = data.patients["patient"].tolist()
     outputs = embedder.embed(patients, desc=f"embed {site.site}")
@@ -62,6 +82,6 @@ def embed_site(model_dir: str | Path, site: SiteFiles, seed: int, out: str | Pat
     ]
     frame = pd.DataFrame(rows, columns=["patient", "split", "task", "embedding"])
     write_parquet(frame, out, metadata={"model_dir": str(model_dir), "site": site.site, "seed": seed,
-                                        "excluded_patients": data.excluded})
+                                        "gene_scaling": gene_scaling, "excluded_patients": data.excluded})
     log.info("%s: %d patients x %d tasks embedded -> %s", site.site, len(patients), len(model.tasks), out)
     return frame

@@ -13,6 +13,8 @@ from modaltune.cli import main
 from modaltune.cohort import ClinicalFormatError, detect_format, harmonise, load_subtype_table, make_splits
 from modaltune.cohort.build import build_site_cohort, read_records
 from modaltune.cohort.readers import normalise_stage
+from modaltune.cohort.splits import SplitPlan, split_site
+from modaltune.config import validate
 from modaltune.io import read_parquet, write_parquet
 
 SUBTYPES = load_subtype_table()
@@ -353,6 +355,9 @@ def test_cli_writes_cohort_splits_and_mismatch_report(tmp_path):
 
     splits, _ = read_parquet(out / "NSCLC_splits.parquet")
     assert set(splits["seed"]) == {0, 1}
+    by_seed = [splits[splits["seed"] == seed].set_index("patient")["split"].sort_index() for seed in (0, 1)]
+    pd.testing.assert_series_equal(by_seed[0], by_seed[1])  # cohort.split_per_seed defaults to false
+    assert "One split (cohort.split_seed 0) shared by seeds 0, 1." in report
     train_only = set(patients[:2]) | set(patients[-4:-1])  # rare set + no RNA
     assert set(splits.loc[splits["patient"].isin(train_only), "split"]) == {"train"}
 
@@ -383,7 +388,7 @@ def _split_candidates(n0=150, n1=100, rare=20, no_rna=12):
 
 def test_splits_proportions_stratification_disjoint():
     cohort = _split_candidates()
-    splits = make_splits(cohort, seeds=[0, 1, 2])
+    splits = make_splits(cohort, seeds=[0, 1, 2], split_seed=None)  # a new split per seed
     candidates = cohort[cohort["has_rna"] & (cohort["subtype_class"] >= 0)]
     labelled = splits.merge(cohort, on="patient")
     for seed, per_seed in labelled.groupby("seed"):
@@ -400,6 +405,32 @@ def test_splits_proportions_stratification_disjoint():
         assert len(outside) == 32 and set(outside["split"]) == {"train"}
     tests = [set(labelled.query("seed == @s and split == 'test'")["patient"]) for s in (0, 1, 2)]
     assert tests[0] != tests[1] != tests[2]
+
+
+def test_seeds_share_one_split_by_default_and_per_seed_splits_stay_an_option():
+    cohort = _split_candidates()
+    shared = make_splits(cohort, seeds=[0, 1, 2])
+    per_seed = make_splits(cohort, seeds=[0, 1, 2], split_seed=None)
+    other = make_splits(cohort, seeds=[0, 1, 2], split_seed=7)
+
+    def assignment(table, seed):
+        return table[table["seed"] == seed].set_index("patient")["split"].sort_index()
+
+    for seed in (1, 2):
+        pd.testing.assert_series_equal(assignment(shared, seed), assignment(shared, 0))
+        assert not assignment(per_seed, seed).equals(assignment(per_seed, 0))
+    # the shared split is the one a per-seed run draws for seed == split_seed
+    pd.testing.assert_series_equal(assignment(shared, 0), assignment(per_seed, 0))
+    pd.testing.assert_series_equal(assignment(other, 2), assignment(make_splits(cohort, [7], split_seed=None), 7))
+    assert not assignment(other, 0).equals(assignment(shared, 0))
+
+    plan = SplitPlan.from_config(validate({"cohort": {"seeds": [3, 4]}})["cohort"])
+    assert (plan.split_seed, plan.per_seed, plan.release) == (0, False, None)
+    result = split_site(cohort, plan)
+    assert set(result.table["seed"]) == {3, 4} and "shared by seeds 3, 4" in result.source
+    pd.testing.assert_series_equal(assignment(result.table, 4), assignment(shared, 0))
+    per_seed_plan = SplitPlan.from_config(validate({"cohort": {"seeds": [0, 1], "split_per_seed": True}})["cohort"])
+    assert split_site(cohort, per_seed_plan).source.startswith("One split per seed")
 
 
 def test_splits_are_deterministic_and_order_independent():

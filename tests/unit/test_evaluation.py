@@ -59,9 +59,9 @@ def test_seed_summary_is_mean_and_sample_std():
 def test_table_cells_equal_probe_files(tmp_path):
     values = {}
     paths = []
-    for experiment in ["modaltune", "gigapath_lp"]:
+    for experiment, seeds in [("modaltune", 3), ("gigapath_lp", 1)]:  # the frozen encoder: one run per site
         for site in ["NSCLC", "RCC"]:
-            for seed in range(3):
+            for seed in range(seeds):
                 bacc, cidx = 0.5 + 0.1 * seed + (site == "RCC") * 0.05, 0.6 + 0.01 * seed
                 values[(experiment, site, seed)] = (bacc, cidx)
                 path = tmp_path / f"{experiment}_{site}_{seed}.json"
@@ -79,6 +79,10 @@ def test_table_cells_equal_probe_files(tmp_path):
     written = write_tables(table, tmp_path / "tables" / "results")
     markdown = written[1].read_text()
     assert f"{np.mean(expected):.3f} ± {np.std(expected, ddof=1):.3f}" in markdown
+    frozen = table[(table.task == "subtype") & (table.experiment == "gigapath_lp") & (table.site == "RCC")].iloc[0]
+    assert frozen["mean"] == values[("gigapath_lp", "RCC", 0)][0] and np.isnan(frozen["std"]) and frozen["seeds"] == 1
+    frozen_row = next(line for line in markdown.splitlines() if line.startswith("| gigapath_lp"))
+    assert "±" not in frozen_row and f"{values[('gigapath_lp', 'RCC', 0)][0]:.3f}" in frozen_row
     assert "Survival prediction (C-index)" in written[2].read_text()
     assert pd.read_csv(written[0]).shape[0] == len(table)
 

@@ -11,11 +11,12 @@ from safetensors.torch import load_file
 
 from modaltune.config import validate
 from modaltune.features import read_features, write_features, write_manifest
+from modaltune.io import read_parquet
 from modaltune.models.slide_encoder import SLIDE_ENCODERS
 from modaltune.training.bags import build_bag, cap_indices, place_slides
 from modaltune.training.cli import site_files
 from modaltune.training.data import BagOptions, ExperimentData, TextTargets
-from modaltune.training.embed import embed_site
+from modaltune.training.embed import embed_site, target_train_scaler
 from modaltune.training.loop import train_model
 from modaltune.training.objective import kl_to_text, learning_rate
 
@@ -187,6 +188,39 @@ def test_embeddings_cover_every_split_and_task_and_are_reproducible(trained, coh
     assert set(again["task"]) == set(TASKS) and {len(e) for e in again["embedding"]} == {16}
     second = embed_site(out, files, 0, tmp_path / "f.parquet", device="cpu")
     assert np.array_equal(np.stack(frame["embedding"]), np.stack(second["embedding"]))
+
+
+def test_out_of_distribution_genes_are_scaled_on_the_target_training_split(trained, cohort, tmp_path):
+    """A target site whose genes are 2x + 3 of the source's: z-scores fitted on the target's training split undo the
+    shift, so its embeddings equal the source's in-domain ones; the source's statistics would not. Validation and
+    test genes never enter the statistics (poisoning them changes no training patient's embedding)."""
+    out, _ = trained
+    source = site_files(cohort, "S1", 0, "tiny", None)
+    genes = pd.read_parquet(source.omics).set_index("patient")
+    target = dataclasses.replace(source, site="S2", omics=tmp_path / "S2.parquet")
+    (genes * 2 + 3).reset_index().to_parquet(target.omics)
+    data = ExperimentData([target], 0, BagOptions(24))
+    train = data.split_patients("train")
+    scaler = target_train_scaler(data)
+    shifted = genes.loc[train] * 2 + 3
+    np.testing.assert_allclose(scaler.mean_.loc[genes.columns], shifted.mean())
+    np.testing.assert_allclose(scaler.std_.loc[genes.columns], shifted.std(ddof=0))
+    assert not np.allclose(scaler.mean_.loc[genes.columns], (genes * 2 + 3).mean())  # not all patients
+
+    in_domain = embed_site(out, source, 0, tmp_path / "s1.parquet", device="cpu")
+    ood = embed_site(out, target, 0, tmp_path / "s2.parquet", gene_scaling="target-train", device="cpu")
+    stale = embed_site(out, target, 0, tmp_path / "s2_model.parquet", device="cpu")
+    np.testing.assert_allclose(np.stack(ood["embedding"]), np.stack(in_domain["embedding"]), atol=1e-5)
+    assert not np.allclose(np.stack(stale["embedding"]), np.stack(in_domain["embedding"]), atol=1e-3)
+
+    poisoned = dataclasses.replace(target, omics=tmp_path / "S2_poisoned.parquet")
+    held_out = ~genes.index.isin(train)
+    (genes * 2 + 3).mask(np.repeat(held_out[:, None], genes.shape[1], axis=1), 1e4).reset_index().to_parquet(
+        poisoned.omics)
+    again = embed_site(out, poisoned, 0, tmp_path / "s2_poisoned.parquet", gene_scaling="target-train", device="cpu")
+    rows = again["patient"].isin(train).to_numpy()
+    assert np.array_equal(np.stack(again["embedding"])[rows], np.stack(ood["embedding"])[rows])
+    assert read_parquet(tmp_path / "s2.parquet")[1]["gene_scaling"] == "target-train"
 
 
 def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(cohort, tmp_path):

@@ -1,5 +1,6 @@
 # Cohort: per site, the clinical tables (any recognised format) + its slide ids + its RNA patients -> one row per
-# patient with labels and subtype, the per-seed splits, and a report of every identifier mismatch.
+# patient with labels and subtype, its train/val/test split (one shared by every seed unless cohort.split_per_seed; or
+# the paper's released split, sites.<site>.splits), and a report of every identifier mismatch.
 
 include: "cohort_functions.smk"
 
@@ -8,6 +9,7 @@ rule cohort:
     input:
         clinical=site_input("clinical"),
         omics="results/omics/{site}.parquet",
+        release_splits=release_split_inputs,
     output:
         cohort="results/cohort/{site}.parquet",
         splits="results/cohort/{site}_splits.parquet",

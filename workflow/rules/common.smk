@@ -18,10 +18,12 @@ except modaltune.config.ConfigError as error:
 # the checkout through this variable, inherited by the env-creating subprocess (see README, "Running on SLURM").
 os.environ.update(MODALTUNE_ROOT=str(Path(workflow.basedir).parent))
 
-# Shell rules run `{MODALTUNE} <command>`: the interpreter that runs this workflow, so an unactivated
-# `.venv/bin/snakemake` works without `modaltune` on PATH; under --use-conda, the job environment's own python.
-_USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-MODALTUNE = ("python" if _USE_CONDA else shlex.quote(sys.executable)) + " -m modaltune"
+# Shell rules call `modaltune <command>`. This shell function runs it with the interpreter that runs the workflow, so
+# an unactivated `.venv/bin/snakemake` works without `modaltune` on PATH. Under --use-conda each job runs in its own
+# environment, whose `modaltune` (installed by envs/<env>.post-deploy.sh) is on the activated PATH.
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    # shell.prefix formats its argument like a shell command: the function's braces are doubled.
+    shell.prefix('set -euo pipefail; modaltune() {{ ' + shlex.quote(sys.executable) + ' -m modaltune "$@"; }}; ')
 
 
 localrules:
@@ -60,7 +62,7 @@ def _pathways_file():
 
 
 PATHWAYS_FILE = _pathways_file()
-SEEDS = config["cohort"]["seeds"]  # split seeds: every model, text target and probe exists once per seed
+SEEDS = config["cohort"]["seeds"]  # model seeds: every model, text target and probe exists once per seed
 SLIDE_FILE = {
     slide: path
     for inputs in SITES.values()

@@ -22,7 +22,7 @@ if config["demo"]["enabled"]:
         conda:
             "../../envs/base.yaml"
         shell:
-            "{MODALTUNE} synth-pathways --output {output:q} --params {params.section:q} > {log:q} 2>&1"
+            "modaltune synth-pathways --output {output:q} --params {params.section:q} > {log:q} 2>&1"
 
     for demo_site, demo_inputs in SITES.items():
 
@@ -47,5 +47,5 @@ if config["demo"]["enabled"]:
             conda:
                 "../../envs/base.yaml"
             shell:
-                "{MODALTUNE} synth-site --site {params.site} --clinical {output.clinical:q} --rna {output.rna:q} "
+                "modaltune synth-site --site {params.site} --clinical {output.clinical:q} --rna {output.rna:q} "
                 "--truth {output.truth:q} --slides {output.slides:q} --params {params.section:q} > {log:q} 2>&1"

@@ -1,7 +1,8 @@
 # Evaluation (reference modaltune-method.md sections 12-14): linear probes on the General-task patient embeddings,
-# per experiment, site and split seed (a pooled experiment is probed per site), the frozen-encoder baseline
-# (`Gigapath LP`) embedded and probed like an experiment, and the out-of-distribution runs of `evaluation.ood`:
-# a trained model embeds another site's patients, probed on that site's own train/test split.
+# per experiment, site and seed (a pooled experiment is probed per site), the frozen-encoder baseline
+# (`Gigapath LP`) embedded and probed like an experiment (once per site when its split is shared by every seed), and
+# the out-of-distribution runs of `evaluation.ood`: a trained model embeds another site's patients, with genes
+# z-scored on that site's training split, probed on that site's own train/test split.
 
 
 include: "evaluate_functions.smk"
@@ -26,7 +27,7 @@ rule embed_frozen:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{MODALTUNE} embed-frozen --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
+        "modaltune embed-frozen --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
         "--params {params.sections:q} > {log} 2>&1"
 
 
@@ -51,7 +52,7 @@ if EVALUATION["probes_per_job"] == 1:  # else: the batch rules below
         conda:
             "../../envs/base.yaml"
         shell:
-            "{MODALTUNE} evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
+            "modaltune evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
             "--experiment {wildcards.experiment} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
             "> {log} 2>&1"
 
@@ -81,8 +82,8 @@ if TRAINING["seeds_per_job"] == 1:
         conda:
             "../../envs/torch.yaml"
         shell:
-            "{MODALTUNE} embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
-            "--params {params.sections:q} > {log} 2>&1"
+            "modaltune embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output:q} "
+            "--gene-scaling target-train --params {params.sections:q} > {log} 2>&1"
 
 else:
     # Several seeds per job (the demo): one rule per model group and target site, embedding with each seed's model.
@@ -110,8 +111,8 @@ else:
             conda:
                 "../../envs/torch.yaml"
             shell:
-                "{MODALTUNE} embed --model {params.models} --site {params.site} --seed {params.seeds} "
-                "--out {output:q} --params {params.sections:q} > {log:q} 2>&1"
+                "modaltune embed --model {params.models} --site {params.site} --seed {params.seeds} "
+                "--out {output:q} --gene-scaling target-train --params {params.sections:q} > {log:q} 2>&1"
 
 
 if EVALUATION["probes_per_job"] == 1:
@@ -136,7 +137,7 @@ if EVALUATION["probes_per_job"] == 1:
         conda:
             "../../envs/base.yaml"
         shell:
-            "{MODALTUNE} evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
+            "modaltune evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} --splits {input.splits:q} "
             "--experiment {wildcards.experiment} --source {wildcards.source} --site {wildcards.site} "
             "--seed {wildcards.seed} --out {output:q} > {log} 2>&1"
 
@@ -168,7 +169,7 @@ else:
             conda:
                 "../../envs/base.yaml"
             shell:
-                "{MODALTUNE} evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} "
+                "modaltune evaluate --embeddings {input.embeddings:q} --cohort {input.cohort:q} "
                 "--splits {input.splits:q} --experiment {params.experiments} --site {params.site} "
                 "--seed {params.seeds} {params.sources} --out {output:q} > {log:q} 2>&1"
 

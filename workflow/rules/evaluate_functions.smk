@@ -76,13 +76,23 @@ def ood_model_folder(wildcards):
     return f"results/models/{wildcards.experiment}/{wildcards.source}/seed{wildcards.seed}"
 
 
+def frozen_seeds(site):
+    """The seeds the frozen baseline is embedded and probed for. With a split shared by every seed, once (the figure
+    seed): the frozen encoder does not depend on the model seed, so the paper reports it without std."""
+    return [FIGURE_SEED] if split_is_shared(site) else SEEDS
+
+
+def probe_seeds(experiment, site):
+    return frozen_seeds(site) if experiment == FROZEN["name"] else SEEDS
+
+
 def probe_files():
     """In-domain probe files, frozen baseline first, then the experiments in config order."""
     return [
         f"results/probes/{experiment}/{site}/seed{seed}.json"
         for experiment, sites in probed_sites().items()
         for site in sites
-        for seed in SEEDS
+        for seed in probe_seeds(experiment, site)
     ]
 
 
@@ -103,18 +113,20 @@ class ProbeBatch(NamedTuple):
     sources: list  # the models' training sites for out-of-distribution probes; empty for in-domain ones
     name: str  # "in_domain", "pooled" or "ood"
 
-    @property
-    def embedding_files(self):
+    def _paths(self, kind, suffix):
         if self.sources:
-            return [f"results/ood/embeddings/{e}/{source}/{self.site}/seed{seed}.parquet"
+            return [f"results/ood/{kind}/{e}/{source}/{self.site}/seed{seed}.{suffix}"
                     for e, source, seed in zip(self.experiments, self.sources, self.seeds, strict=True)]
-        return [f"results/embeddings/{e}/{self.site}/seed{seed}.parquet"
+        return [f"results/{kind}/{e}/{self.site}/seed{seed}.{suffix}"
                 for e, seed in zip(self.experiments, self.seeds, strict=True)]
 
     @property
+    def embedding_files(self):
+        return self._paths("embeddings", "parquet")
+
+    @property
     def probe_files(self):
-        return [path.replace("/embeddings/", "/probes/", 1).replace(".parquet", ".json")
-                for path in self.embedding_files]
+        return self._paths("probes", "json")
 
     @property
     def log(self):
@@ -131,7 +143,7 @@ def probe_batches():
         for experiment, sites in probed_sites().items():
             if site in sites:
                 runs = pooled if EXPERIMENTS.get(experiment, {}).get("pooled") else in_domain
-                runs += [(experiment, seed, None) for seed in SEEDS]
+                runs += [(experiment, seed, None) for seed in probe_seeds(experiment, site)]
         ood = [(e, seed, source) for e, source, target in OOD_RUNS if target == site for seed in SEEDS]
         for name, runs in (("in_domain", in_domain), ("pooled", pooled), ("ood", ood)):
             for start in range(0, len(runs), size):
@@ -181,7 +193,7 @@ def ood_table_probes():
     baseline = [
         f"results/probes/{FROZEN['name']}/{target}/seed{seed}.json"
         for target in targets
-        for seed in SEEDS
+        for seed in frozen_seeds(target)
         if FROZEN["enabled"]
     ]
     return baseline + ood_probe_files()

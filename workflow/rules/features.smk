@@ -33,7 +33,7 @@ if FEATURES["precomputed_dir"]:
         conda:
             "../../envs/base.yaml"
         shell:
-            "{MODALTUNE} import-features --source {input:q} --out {output:q} --params {params.section:q} > {log:q} 2>&1"
+            "modaltune import-features --source {input:q} --out {output:q} --params {params.section:q} > {log:q} 2>&1"
 
 elif FEATURES["slides_per_job"] == 1:
 
@@ -57,7 +57,7 @@ elif FEATURES["slides_per_job"] == 1:
         conda:
             "../../envs/torch.yaml"
         shell:
-            "{MODALTUNE} extract --slide {input.slide:q} --tiles {input.tiles:q} --out {output:q} "
+            "modaltune extract --slide {input.slide:q} --tiles {input.tiles:q} --out {output:q} "
             "--threads {threads} --params {params.section:q} > {log:q} 2>&1"
 
 else:
@@ -85,7 +85,7 @@ else:
             conda:
                 "../../envs/torch.yaml"
             shell:
-                "{MODALTUNE} extract --slide {input.slides:q} --tiles {input.tiles:q} --out {output:q} "
+                "modaltune extract --slide {input.slides:q} --tiles {input.tiles:q} --out {output:q} "
                 "--threads {threads} --params {params.section:q} > {log:q} 2>&1"
 
 

@@ -1,4 +1,4 @@
-# Figures of the split seed `evaluation.figure_seed` (default: the first seed): Kaplan-Meier curves of the test split
+# Figures of the seed `evaluation.figure_seed` (default: the first seed): Kaplan-Meier curves of the test split
 # per experiment and site (high/low risk cut at the training patients' median risk, log-rank p-value), and one t-SNE
 # per experiment of all its sites' patient embeddings, with the projected text embeddings for trained models.
 
@@ -26,7 +26,7 @@ rule km:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} km --probes {input:q} --out {output:q} > {log} 2>&1"
+        "modaltune km --probes {input:q} --out {output:q} > {log} 2>&1"
 
 
 rule tsne:
@@ -55,7 +55,7 @@ rule tsne:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{MODALTUNE} tsne --embeddings {input.embeddings:q} --cohort {input.cohort:q} --text {input.text:q} "
+        "modaltune tsne --embeddings {input.embeddings:q} --cohort {input.cohort:q} --text {input.text:q} "
         "--projector-dim {params.projector_dim} --seed {params.seed} --title {params.title:q} --out {output:q} "
         "> {log} 2>&1"
 

@@ -17,7 +17,7 @@ rule pathways:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} pathways --pathways {input.pathways:q} --rna {input.rna:q} --output {output:q} > {log} 2>&1"
+        "modaltune pathways --pathways {input.pathways:q} --rna {input.rna:q} --output {output:q} > {log} 2>&1"
 
 
 rule omics:
@@ -35,7 +35,7 @@ rule omics:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} omics --site {wildcards.site} --rna {input.rna:q} --membership {input.membership:q} "
+        "modaltune omics --site {wildcards.site} --rna {input.rna:q} --membership {input.membership:q} "
         "--output {output:q} > {log} 2>&1"
 
 

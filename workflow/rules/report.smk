@@ -1,5 +1,5 @@
 # Reported tables (paper Tables 2 and 3): a block per task, a row per method, a column per site plus the mean,
-# mean ± std over the split seeds. `snakemake --report results/report.html` gathers them with the figures.
+# mean ± std over the seeds (a single run, the frozen baseline with a shared split, without std). `snakemake --report results/report.html` gathers them with the figures.
 
 
 report: "../report/workflow.rst"
@@ -24,7 +24,7 @@ rule results_table:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
 
 
 rule ood_table:
@@ -46,7 +46,7 @@ rule ood_table:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
 
 
 TARGETS.append(table_targets)

@@ -31,7 +31,7 @@ if config["slides"]["slides_per_job"] == 1:
         conda:
             "../../envs/base.yaml"
         shell:
-            "{MODALTUNE} tile --slide {input:q} --tiles {output.tiles:q} --qc {output.qc:q} "
+            "modaltune tile --slide {input:q} --tiles {output.tiles:q} --qc {output.qc:q} "
             "--status {output.status:q} --params {params.section:q} > {log:q} 2>&1"
 
 else:
@@ -59,7 +59,7 @@ else:
             conda:
                 "../../envs/base.yaml"
             shell:
-                "{MODALTUNE} tile --slide {input:q} --tiles {output.tiles:q} --qc {output.qc:q} "
+                "modaltune tile --slide {input:q} --tiles {output.tiles:q} --qc {output.qc:q} "
                 "--status {output.status:q} --params {params.section:q} > {log:q} 2>&1"
 
 

@@ -26,7 +26,7 @@ rule prompts:
     conda:
         "../../envs/base.yaml"
     shell:
-        "{MODALTUNE} prompts --site {wildcards.site} --seed {wildcards.seed} --cohort {input.cohort} "
+        "modaltune prompts --site {wildcards.site} --seed {wildcards.seed} --cohort {input.cohort} "
         "--splits {input.splits} --out {output} --params {params.section:q} > {log} 2>&1"
 
 
@@ -50,5 +50,5 @@ rule embed_text:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{MODALTUNE} embed-text --prompts {input.prompts} --encoder {wildcards.text_encoder} --out {output} "
+        "modaltune embed-text --prompts {input.prompts} --encoder {wildcards.text_encoder} --out {output} "
         "--params {params.section:q} > {log} 2>&1"

@@ -34,7 +34,7 @@ if TRAINING["seeds_per_job"] == 1:
         conda:
             "../../envs/torch.yaml"
         shell:
-            "{MODALTUNE} train --experiment {wildcards.experiment} --sites {params.sites} --seed {wildcards.seed} "
+            "modaltune train --experiment {wildcards.experiment} --sites {params.sites} --seed {wildcards.seed} "
             "--out results/models/{wildcards.experiment}/{wildcards.group}/seed{wildcards.seed} "
             "--params {params.sections:q} > {log} 2>&1"
 
@@ -60,7 +60,7 @@ if TRAINING["seeds_per_job"] == 1:
         conda:
             "../../envs/torch.yaml"
         shell:
-            "{MODALTUNE} embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output} "
+            "modaltune embed --model {params.model} --site {wildcards.site} --seed {wildcards.seed} --out {output} "
             "--params {params.sections:q} > {log} 2>&1"
 
 
@@ -93,6 +93,6 @@ else:
             conda:
                 "../../envs/torch.yaml"
             shell:
-                "{MODALTUNE} train --experiment {params.experiment} --sites {params.sites} --seed {params.seeds} "
+                "modaltune train --experiment {params.experiment} --sites {params.sites} --seed {params.seeds} "
                 "--out {params.folders} --embed-site {params.sites} --embeddings {output.embeddings:q} "
                 "--params {params.sections:q} > {log:q} 2>&1"
