@@ -69,17 +69,18 @@ def test_demo_batches_small_jobs_and_real_cohorts_do_not(tmp_path):
     """The demo pays each process start-up once per batch: no job per slide, per training run, per embedding file or
     per probe; the real-data template keeps one resumable job for each."""
     demo = dry_run(tmp_path / "demo", "all")
-    per_item = {"tile", "extract_features", "train", "embed", "embed_ood", "evaluate", "evaluate_ood"}
+    per_item = {"tile", "extract_features", "embed_text", "train", "embed", "embed_ood", "evaluate", "evaluate_ood"}
     assert not per_item & {job.rule for job in demo}
     batches = {re.sub(r"\d+$", "", job.rule) for job in demo if re.search(r"_batch\d+$", job.rule)}
-    assert {"tile_batch", "extract_features_batch", "train_batch", "embed_ood_batch", "evaluate_batch"} <= batches
+    assert {"tile_batch", "extract_features_batch", "embed_text_batch", "train_batch", "embed_ood_batch",
+            "evaluate_batch"} <= batches
     n_slides = sum(len(inputs["slide_ids"]) for inputs in demo_site_inputs(DEMO_CONFIG["demo"], root="results/demo").values())
     assert len(outputs_of(demo, "tile")) == 3 * n_slides
     assert sum(is_rule(job, "tile") for job in demo) <= n_slides / 10
 
     placeholders = placeholder_tcga_config(tmp_path / "inputs")
     real = dry_run(tmp_path / "run", "--configfile", TCGA_CONFIG, placeholders)
-    assert {"tile", "extract_features", "train", "embed", "evaluate"} <= {job.rule for job in real}
+    assert {"tile", "extract_features", "embed_text", "train", "embed", "evaluate"} <= {job.rule for job in real}
     assert not [job.rule for job in real if "_batch" in job.rule]
 
 
