@@ -68,9 +68,13 @@ def test_demo_tiling_runs_as_slurm_jobs(slurm_partition, tmp_path):
     )
 
     env = {**SLURM_ENV, "MODALTUNE_SLURM_PARTITION": partition}
+    # one tile job per slide, as real cohorts: the demo's own batch rules would put both slides in one job anyway
+    per_slide = tmp_path / "per_slide.yaml"
+    per_slide.write_text("slides: {slides_per_job: 1}\n")
     run = snakemake(
         tmp_path,
         *targets,
+        "--configfile", per_slide,
         "--profile", SLURM_PROFILE,
         "--cores", str(min(2, node_cpus)),  # the profile's per-job CPU cap, lowered to fit this node
         "--slurm-status-command", "squeue",  # no accounting database: sacct cannot answer
