@@ -2,10 +2,11 @@
 
     python benchmarks/demo_profile.py [RUN_DIR]      # default: the current directory (after `make demo`)
 
-Reads the run's Snakemake log (RUN_DIR/.snakemake/log/, the latest one unless --log names another) for each job's
-rule, start and finish (second resolution), and each job's own log for the CPU line `modaltune` writes at exit
-(user+sys seconds of the job's process, including the interpreter start-up and imports). Batch rules
-(`tile_batch3`) are summed under one name (`tile_batch`). Every job is one process start-up, so `jobs` counts them.
+Reads the run's Snakemake log (RUN_DIR/.snakemake/log/: the latest one in which a job finished, unless --log names
+another) for each job's rule, start and finish (second resolution), and each job's own log for the CPU line
+`modaltune` writes at exit (user+sys seconds of the job's process, including the interpreter start-up and imports).
+Batch rules (`tile_batch3`) are summed under one name (`tile_batch`). Every job is one process start-up, so `jobs`
+counts them.
 
 On a shared machine, wall seconds grow with the other load; CPU seconds do not, and are the figure to compare.
 """
@@ -104,10 +105,13 @@ def render(rows: list[dict], log_path: Path) -> str:
 
 
 def latest_log(run_dir: Path) -> Path:
-    logs = sorted((run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
-    if not logs:
-        raise SystemExit(f"{run_dir}: no .snakemake/log/*.snakemake.log; give the folder a workflow ran in")
-    return logs[-1]
+    """The newest Snakemake log of `run_dir` in which a job finished (dry runs and reports leave logs too)."""
+    logs = sorted((run_dir / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True)
+    for log in logs:
+        if "Finished jobid:" in log.read_text(errors="replace"):
+            return log
+    raise SystemExit(f"{run_dir}: no .snakemake/log/*.snakemake.log with a finished job; give the folder a "
+                     "workflow ran in")
 
 
 def main(argv: list[str] | None = None) -> int:
