@@ -34,6 +34,9 @@ class Job:
     log: str | None = None
     finish: datetime | None = None
     cpu: float | None = None
+    threads: int = 1
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
     @property
     def wall(self) -> float:
@@ -52,6 +55,10 @@ def parse_snakemake_log(path: Path) -> dict[int, Job]:
             pending = Job(match.group(1), stamp)
         elif pending and (match := re.match(r"^\s+log: (\S+)", line)):
             pending.log = match.group(1).rstrip(",")
+        elif pending and (match := re.match(r"^\s+(input|output): (.*)$", line)):
+            setattr(pending, match.group(1) + "s", tuple(path.strip() for path in match.group(2).split(", ")))
+        elif pending and (match := re.match(r"^\s+threads: (\d+)", line)):
+            pending.threads = int(match.group(1))
         elif pending and (match := re.match(r"^\s+jobid: (\d+)", line)):
             jobs[int(match.group(1))] = pending
         elif match := FINISH.match(line):
@@ -69,11 +76,16 @@ def job_cpu(run_dir: Path, log: str | None) -> float | None:
     return float(found[-1][1]) if found else None
 
 
-def breakdown(run_dir: Path, log_path: Path) -> list[dict]:
+def finished_jobs(run_dir: Path, log_path: Path) -> list[Job]:
     jobs = [job for job in parse_snakemake_log(log_path).values() if job.finish is not None]
-    rows: dict[str, dict] = {}
     for job in jobs:
         job.cpu = job_cpu(run_dir, job.log)
+    return jobs
+
+
+def breakdown(jobs: list[Job]) -> list[dict]:
+    rows: dict[str, dict] = {}
+    for job in jobs:
         name = re.sub(r"\d+$", "", job.rule) if re.search(r"_batch\d+$", job.rule) else job.rule
         row = rows.setdefault(name, {"rule": name, "jobs": 0, "wall": 0.0, "cpu": 0.0, "cpu_jobs": 0,
                                      "first": job.start, "last": job.finish})
@@ -84,6 +96,29 @@ def breakdown(run_dir: Path, log_path: Path) -> list[dict]:
             row["cpu"] += job.cpu
             row["cpu_jobs"] += 1
     return sorted(rows.values(), key=lambda row: -row["wall"])
+
+
+def replay(jobs: list[Job], cores: int) -> float:
+    """Seconds the run would take on `cores` otherwise idle cores if each job took its CPU seconds: jobs start in the
+    run's order once their inputs exist and enough cores are free (a lower bound: no Snakemake overhead, no I/O)."""
+    producer = {path: index for index, job in enumerate(jobs) for path in job.outputs}
+    needs = [{producer[path] for path in job.inputs if path in producer} for job in jobs]
+    done: dict[int, float] = {}
+    running: list[tuple[float, int]] = []  # (end, job index)
+    now, free, waiting = 0.0, cores, sorted(range(len(jobs)), key=lambda index: jobs[index].start)
+    while waiting or running:
+        ready = [i for i in waiting if needs[i] <= done.keys() and min(jobs[i].threads, cores) <= free]
+        if ready:
+            index = ready[0]
+            waiting.remove(index)
+            free -= min(jobs[index].threads, cores)
+            running.append((now + (jobs[index].cpu or 0.0), index))
+            continue
+        end, index = min(running)
+        running.remove((end, index))
+        now, done[index] = end, end
+        free += min(jobs[index].threads, cores)
+    return now
 
 
 def render(rows: list[dict], log_path: Path) -> str:
@@ -118,15 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", default=".", type=Path, help="folder the workflow ran in")
     parser.add_argument("--log", type=Path, help="a Snakemake log of that run (default: the latest)")
+    parser.add_argument("--cores", type=int, default=2, help="cores of the replay estimate (default 2, as `make demo`)")
     args = parser.parse_args(argv)
     if args.log is None and not (args.run_dir / ".snakemake" / "log").is_dir() and args.run_dir == Path("."):
         print("demo_profile: no workflow run in this folder yet; run `make demo`, then this script")  # `make bench`
         return 0
     log_path = args.log or latest_log(args.run_dir)
-    rows = breakdown(args.run_dir, log_path)
-    if not rows:
+    jobs = finished_jobs(args.run_dir, log_path)
+    if not jobs:
         raise SystemExit(f"{log_path}: no finished job")
-    print(render(rows, log_path))
+    print(render(breakdown(jobs), log_path))
+    print(f"replayed on {args.cores} idle cores, each job taking its CPU seconds: {replay(jobs, args.cores):.0f} s "
+          "(a lower bound: without Snakemake's own time)")
     return 0
 
 

@@ -31,6 +31,7 @@ Select jobs to execute...
 
 [Tue Dec  1 15:09:40 2026]
 rule tile_batch1:
+    output: results/tiles/b.parquet
     log: results/logs/tile/batch1.log
     jobid: 4
 
@@ -41,8 +42,19 @@ Finished jobid: 3 (Rule: tile_batch0)
 [Tue Dec  1 15:09:50 2026]
 Finished jobid: 4 (Rule: tile_batch1)
 
+[Tue Dec  1 15:09:50 2026]
+rule report:
+    input: results/tiles/a.parquet
+    output: results/report.txt
+    log: results/logs/report.log
+    jobid: 5
+
+[Tue Dec  1 15:09:51 2026]
+Finished jobid: 5 (Rule: report)
+
 [Tue Dec  1 15:09:51 2026]
 localrule all:
+    input: results/tiles/b.parquet, results/report.txt
     jobid: 0
 
 [Tue Dec  1 15:09:52 2026]
@@ -58,13 +70,18 @@ def test_breakdown_sums_jobs_wall_and_cpu_per_rule(tmp_path):
     (tmp_path / "results" / "logs" / "tile" / "batch0.log").write_text(
         "slide a: ok\n2026-12-01 INFO modaltune: " + USAGE_LINE % ("tile", 6.1, 2.25) + "\n")
     (tmp_path / "results" / "logs" / "tile" / "batch1.log").write_text(USAGE_LINE % ("tile", 9.0, 1.5))
-    rows = {row["rule"]: row for row in demo_profile.breakdown(tmp_path, demo_profile.latest_log(tmp_path))}
-    assert set(rows) == {"tile_batch", "all"}
+    (tmp_path / "results" / "logs" / "report.log").write_text(USAGE_LINE % ("results-table", 1.2, 1.0))
+    jobs = demo_profile.finished_jobs(tmp_path, demo_profile.latest_log(tmp_path))
+    rows = {row["rule"]: row for row in demo_profile.breakdown(jobs)}
+    assert set(rows) == {"tile_batch", "report", "all"}
     tile = rows["tile_batch"]
     assert (tile["jobs"], tile["wall"], tile["cpu"], tile["cpu_jobs"]) == (2, 7 + 10, 3.75, 2)
     assert (rows["all"]["jobs"], rows["all"]["cpu_jobs"]) == (1, 0)  # no log, no CPU line
     text = demo_profile.render(list(rows.values()), log)
-    assert "tile_batch" in text and "3 jobs = 3 process start-ups" in text
+    assert "tile_batch" in text and "4 jobs = 4 process start-ups" in text
+    # replay: the batches side by side, the report after the batch whose output it reads, `all` last
+    assert demo_profile.replay(jobs, cores=2) == pytest.approx(2.25 + 1.0)
+    assert demo_profile.replay(jobs, cores=1) == pytest.approx(2.25 + 1.5 + 1.0)
 
 
 def test_every_command_ends_its_log_with_the_line_the_profile_reads(tmp_path, caplog):
@@ -90,10 +107,10 @@ def test_the_demo_run_is_profiled_job_by_job(demo_run):
     """Every job of the session's demo run that has a log ran a `modaltune` command whose CPU line is there; the
     demo's small items run in batch jobs (few process start-ups)."""
     log = demo_profile.latest_log(demo_run)
-    jobs = [job for job in demo_profile.parse_snakemake_log(log).values() if job.finish is not None]
+    jobs = demo_profile.finished_jobs(demo_run, log)
     assert len(jobs) == log.read_text().count("Finished jobid:")
-    unprofiled = [job.rule for job in jobs if job.log and demo_profile.job_cpu(demo_run, job.log) is None]
+    unprofiled = [job.rule for job in jobs if job.log and job.cpu is None]
     assert not unprofiled
-    rules = {row["rule"]: row for row in demo_profile.breakdown(demo_run, log)}
+    rules = {row["rule"]: row for row in demo_profile.breakdown(jobs)}
     assert {"tile_batch", "extract_features_batch", "train_batch", "evaluate_batch"} <= set(rules)
     assert "tile" not in rules and "train" not in rules
