@@ -4,7 +4,14 @@ Every reader returns *records*: a frame with exactly :data:`RECORD_COLUMNS`, pos
 (GDC exports repeat a case once per treatment or diagnosis, Xena once per sample, SurvPath once per slide).
 :mod:`modaltune.cohort.harmonise` collapses them into one row per patient with documented rules.
 
-Survival fields are kept in days, whatever the source unit, so that every format goes through the same label rule.
+Survival times are kept in the unit of the source: days (GDC, Xena; SurvPath's months, which are days / 30, are
+turned back into days) or months (cBioPortal's OS_MONTHS), so a month value is carried to the cohort table exactly,
+never through days and back with two different day-per-month divisors. :mod:`modaltune.cohort.harmonise` turns
+days into months once, with ``cohort.days_per_month``.
+
+cBioPortal studies come as a pair: the patient table (survival, stage) and the sample table (the diagnosis:
+``CANCER_TYPE_DETAILED``, ``ONCOTREE_CODE``). :func:`join_cbioportal_samples` gives each patient-table record the
+diagnosis of the patient's sample table row.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modaltune.omics.tables import TableFormatError, patient_id, read_header
+from modaltune.omics.tables import TableFormatError, patient_id, read_header, sample_type
 
 RECORD_COLUMNS = [
     "patient",
@@ -26,6 +33,8 @@ RECORD_COLUMNS = [
     "event",  # 1.0 dead, 0.0 alive, NaN unknown
     "days_to_death",
     "days_to_follow_up",
+    "months_to_death",  # sources that give months (cBioPortal); the day columns are then empty
+    "months_to_follow_up",
     "diagnosis",
     "stage",
     "t_stage",
@@ -34,6 +43,8 @@ RECORD_COLUMNS = [
     "age",  # years
     "sex",
 ]
+
+TIME_COLUMNS = ["days_to_death", "days_to_follow_up", "months_to_death", "months_to_follow_up"]
 
 # Tokens the different exports use for "no value" (GDC old/new, Xena, cBioPortal, SurvPath).
 MISSING_TOKENS = {
@@ -52,7 +63,6 @@ MISSING_TOKENS = {
     "[discrepancy]",
 }
 
-DAYS_PER_MONTH_CBIOPORTAL = 30.417  # cBioPortal OS_MONTHS = days / (365 / 12)
 DAYS_PER_MONTH_SURVPATH = 30.0  # SurvPath survival_months = days / 30
 
 
@@ -105,7 +115,7 @@ def _records(**columns) -> pd.DataFrame:
     return (
         frame[RECORD_COLUMNS]
         .replace({np.nan: None})
-        .astype({"event": float, "days_to_death": float, "days_to_follow_up": float, "age": float})
+        .astype({name: float for name in ("event", *TIME_COLUMNS, "age")})
     )
 
 
@@ -204,41 +214,86 @@ def read_xena_clinical_matrix(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-CBIOPORTAL_DIAGNOSIS_COLUMNS = [
-    "CANCER_TYPE_DETAILED",
-    "HISTOLOGICAL_TYPE",
-    "HISTOLOGICAL_DIAGNOSIS",
-    "ONCOTREE_CODE",
-]
+# Diagnosis columns of a cBioPortal patient table, first present wins; used only for patients that have no row in
+# a sample table (which is where cBioPortal keeps the diagnosis).
+CBIOPORTAL_PATIENT_DIAGNOSIS_COLUMNS = ["CANCER_TYPE_DETAILED", "HISTOLOGICAL_TYPE", "HISTOLOGICAL_DIAGNOSIS"]
 
 
 def read_cbioportal_patients(frame: pd.DataFrame) -> pd.DataFrame:
-    """cBioPortal `data_clinical_patient.txt`: `#` header lines, `OS_STATUS` `1:DECEASED`, `OS_MONTHS`.
+    """cBioPortal `data_clinical_patient.txt`: `#` header lines, `OS_STATUS` `1:DECEASED`, `OS_MONTHS` kept in months.
 
-    OS_MONTHS is converted back to days with cBioPortal's own divisor (365/12). The diagnosis comes from the
-    first of :data:`CBIOPORTAL_DIAGNOSIS_COLUMNS` present (patient tables often carry none; add a second
-    clinical file to the site then).
+    Patient tables often carry no diagnosis: it is in the study's sample table (:func:`read_cbioportal_samples`),
+    which the site lists as a second clinical file; else the first of :data:`CBIOPORTAL_PATIENT_DIAGNOSIS_COLUMNS`
+    present is used.
     """
     status = frame["OS_STATUS"].str.replace(r"^\d:", "", regex=True)
     event = _vital_event(status, dead={"deceased", "dead"}, alive={"living", "alive"})
-    days = _numbers(frame["OS_MONTHS"]) * DAYS_PER_MONTH_CBIOPORTAL
-    diagnosis_column = next((c for c in CBIOPORTAL_DIAGNOSIS_COLUMNS if c in frame), None)
+    months = _numbers(frame["OS_MONTHS"])
     return _records(
         patient=frame["PATIENT_ID"],
         project=frame.get("CANCER_TYPE_ACRONYM"),
         event=event,
-        days_to_death=days.where(event == 1.0),
-        days_to_follow_up=days.where(event == 0.0),
-        diagnosis=frame[diagnosis_column] if diagnosis_column else None,
+        months_to_death=months.where(event == 1.0),
+        months_to_follow_up=months.where(event == 0.0),
+        diagnosis=_first_column(frame, CBIOPORTAL_PATIENT_DIAGNOSIS_COLUMNS),
         stage=frame["AJCC_PATHOLOGIC_TUMOR_STAGE"].map(normalise_stage)
         if "AJCC_PATHOLOGIC_TUMOR_STAGE" in frame
         else None,
-        t_stage=frame.get("PATH_T_STAGE"),
-        n_stage=frame.get("PATH_N_STAGE"),
-        m_stage=frame.get("PATH_M_STAGE"),
+        t_stage=_first_column(frame, ["PATH_T_STAGE", "AJCC_TUMOR_PATHOLOGIC_PT"]),
+        n_stage=_first_column(frame, ["PATH_N_STAGE", "AJCC_NODES_PATHOLOGIC_PN"]),
+        m_stage=_first_column(frame, ["PATH_M_STAGE", "AJCC_METASTASIS_PATHOLOGIC_PM"]),
         age=_numbers(frame["AGE"]) if "AGE" in frame else None,
         sex=_lower(frame["SEX"]) if "SEX" in frame else None,
     )
+
+
+def _first_column(frame: pd.DataFrame, names: list[str]) -> pd.Series | None:
+    """The first of ``names`` that the table has (studies of different years name a field differently)."""
+    return next((frame[name] for name in names if name in frame), None)
+
+
+# TCGA sample-type codes of primary tumours: solid tumour, blood cancer, new primary, bone marrow.
+TCGA_PRIMARY_SAMPLE_TYPES = {1, 3, 5, 9}
+
+
+def read_cbioportal_samples(frame: pd.DataFrame) -> pd.DataFrame:
+    """cBioPortal `data_clinical_sample.txt`: one record per patient holding the diagnosis of one of its samples.
+
+    The diagnosis is `CANCER_TYPE_DETAILED` (the OncoTree name, e.g. "Breast Invasive Ductal Carcinoma"), else the
+    `ONCOTREE_CODE`; modaltune/data/subtypes.yaml lists both forms. Of a patient's samples, those with a diagnosis
+    come first, then primary tumours (`SAMPLE_TYPE` "Primary..."; without that column, TCGA sample-type codes 01,
+    03, 05, 09 of `SAMPLE_ID`), then file order: a metastasis (-06) never overrides the primary tumour (-01).
+    """
+    diagnosis = frame["ONCOTREE_CODE"]
+    if "CANCER_TYPE_DETAILED" in frame:
+        diagnosis = frame["CANCER_TYPE_DETAILED"].fillna(diagnosis)
+    if "SAMPLE_TYPE" in frame:
+        primary = frame["SAMPLE_TYPE"].str.lower().str.startswith("primary", na=False)
+    else:
+        primary = frame["SAMPLE_ID"].map(sample_type, na_action="ignore").isin(TCGA_PRIMARY_SAMPLE_TYPES)
+    order = pd.DataFrame({"undiagnosed": diagnosis.isna(), "secondary": ~primary})
+    chosen = order.sort_values(["undiagnosed", "secondary"], kind="stable").index
+    records = _records(patient=frame.loc[chosen, "PATIENT_ID"], diagnosis=diagnosis.loc[chosen])
+    return records.drop_duplicates("patient").sort_index()
+
+
+def join_cbioportal_samples(parts: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Records of several clinical files, with every cBioPortal patient-table record given the diagnosis of its
+    patient in the sample tables among them (joined on `PATIENT_ID`; the patient table's own diagnosis columns
+    only where the sample tables have none). The sample records stay, so sample-table patients without a patient
+    row are still counted (and dropped for lack of survival data, listed in the cohort report)."""
+    samples = [part for part in parts if len(part) and part["format"].iloc[0] == "cbioportal_sample"]
+    if not samples:
+        return parts
+    diagnoses = pd.concat(samples).dropna(subset="diagnosis").drop_duplicates("patient")
+    by_patient = diagnoses.set_index("patient")["diagnosis"]
+    joined = []
+    for part in parts:
+        if len(part) and part["format"].iloc[0] == "cbioportal_patient":
+            diagnosis = part["patient"].map(by_patient).fillna(part["diagnosis"])
+            part = part.assign(diagnosis=diagnosis.where(diagnosis.notna(), None))
+        joined.append(part)
+    return joined
 
 
 def read_survpath_labels(frame: pd.DataFrame) -> pd.DataFrame:
@@ -316,6 +371,12 @@ FORMATS = [
         "cBioPortal data_clinical_patient.txt",
         ("PATIENT_ID", "OS_STATUS", "OS_MONTHS"),
         read_cbioportal_patients,
+    ),
+    ClinicalFormat(
+        "cbioportal_sample",
+        "cBioPortal data_clinical_sample.txt (the diagnosis of a cBioPortal study)",
+        ("PATIENT_ID", "SAMPLE_ID", "ONCOTREE_CODE"),
+        read_cbioportal_samples,
     ),
     ClinicalFormat(
         "survpath_labels",

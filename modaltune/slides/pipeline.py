@@ -6,7 +6,8 @@ Outputs of :func:`tile_slide` (paths chosen by the caller, the workflow uses the
   (``ok``, ``no_tissue`` or ``failed``), ``error``, the :class:`~modaltune.slides.grid.TileGeometry` fields (``mpp``,
   ``tile_px``, ``tile_px_level0``, ``level``, ``level_px``, ...), ``mpp_source`` and ``detection`` parameters;
 - QC PNG;
-- status JSON (slide, path, status, n_tiles, reason), which the aggregate rule turns into failed_slides.tsv.
+- status JSON (slide, path, status, n_tiles, reason), which the aggregate rule turns into failed_slides.tsv, and
+  which the cohort rule reads to leave out patients without a usable slide.
 
 A slide that cannot be read raises :class:`~modaltune.slides.reader.SlideError` with ``on_error: fail``; with
 ``on_error: skip`` it gets an empty tile table (geometry fields ``None``), a QC image stating the error and a
@@ -146,13 +147,19 @@ def _failed_metadata(settings: TilingSettings, error: str) -> dict[str, Any]:
     }
 
 
+# Status words of the failed-slide table: the slides that give no tile, so no feature.
+UNUSABLE_STATUS_WORDS = {"failed": "failed", "no_tissue": "no tissue"}
+
+
 def write_failed_slides(
     status_paths: Iterable[str | os.PathLike], out_path: str | os.PathLike
 ) -> pd.DataFrame:
-    """Collect the ``failed`` status records into a TSV with columns slide, reason (empty table if none)."""
+    """Collect the status records of slides without tiles, unreadable (``failed``) or blank (``no tissue``), into a
+    TSV with columns slide, status, reason (empty table if none)."""
     records = [json.loads(Path(path).read_text()) for path in status_paths]
     failed = pd.DataFrame(
-        [(r["slide"], r["reason"]) for r in records if r["status"] == "failed"], columns=["slide", "reason"]
+        [(r["slide"], UNUSABLE_STATUS_WORDS[r["status"]], r["reason"]) for r in records if r["status"] != "ok"],
+        columns=["slide", "status", "reason"],
     )
     _write_tsv(failed, out_path)
     return failed

@@ -7,8 +7,10 @@ One patient gives four prompts, one per task, built from fragments in a fixed or
 * stage:    location, overall stage, T, N, M
 * survival: location, overall stage, T, N, M, survival
 
-A fragment is left out when its field is missing, and fragments are joined with single spaces, so a prompt
-never holds double spaces or a dangling separator (upstream left runs of spaces there). Stage strings are
+A fragment is left out when its field is missing, and the fragments present are joined with "; ", so a prompt
+never holds double spaces or a dangling separator (upstream left runs of spaces there). The paper's templates end
+every fragment but the survival sentence with ";"; read as a separator, that makes every prompt end like the
+general one, without ";" ("Cancer location: breast; Cancer diagnosis: infiltrating duct carcinoma"). Stage strings are
 collapsed to their main category ("Stage IIIA" -> "Stage III", "T2a" -> "T2", "N0 (i+)" -> "N0", "cM0 (i+)" ->
 "M0", "Tis" -> "T0") and turned into words; a value outside the phrase tables (e.g. "Stage 0", "Ta") is not a
 crash: its fragment is left out and the value is reported in :attr:`PromptSet.unknown`.
@@ -120,14 +122,15 @@ STAGE_PHRASES = {
 }
 
 FRAGMENT_TEMPLATES = {
-    "location": "Cancer location: {};",
-    "diagnosis": "Cancer diagnosis: {};",
-    "stage": "Overall stage: {};",
-    "t_stage": "Tumor stage status: {};",
-    "n_stage": "Lymph node status: {};",
-    "m_stage": "Distant metastasis status: {};",
+    "location": "Cancer location: {}",
+    "diagnosis": "Cancer diagnosis: {}",
+    "stage": "Overall stage: {}",
+    "t_stage": "Tumor stage status: {}",
+    "n_stage": "Lymph node status: {}",
+    "m_stage": "Distant metastasis status: {}",
     "survival": "Survival status: The patient {} {}",
 }
+FRAGMENT_SEPARATOR = "; "
 
 EVENT_WORDS = {0: "was censored", 1: "died"}
 
@@ -314,7 +317,7 @@ def build_prompts(cohort: pd.DataFrame, site: str, bins: DurationBins, site_word
     for row in cohort.to_dict(orient="records"):
         fragments = patient_fragments(row, site, location, bins, unknown)
         for task in TASKS:
-            text = " ".join(fragments[name] for name in TASK_FRAGMENTS[task] if name in fragments)
+            text = FRAGMENT_SEPARATOR.join(fragments[name] for name in TASK_FRAGMENTS[task] if name in fragments)
             rows.append((row["patient"], task, text))
     if unknown:
         counts = Counter((u.field, u.value) for u in unknown)

@@ -10,9 +10,18 @@ import pandas as pd
 import pytest
 
 from modaltune.cli import main
-from modaltune.cohort import ClinicalFormatError, detect_format, harmonise, load_subtype_table, make_splits
-from modaltune.cohort.build import build_site_cohort, read_records
+from modaltune.cohort import (
+    ClinicalFormatError,
+    detect_format,
+    harmonise,
+    load_subtype_table,
+    make_splits,
+    read_clinical,
+)
+from modaltune.cohort.build import CohortError, build_site_cohort, read_records, unusable_slides
+from modaltune.cohort.harmonise import DEAD_WITHOUT_DEATH_DATE, NEGATIVE_TIME
 from modaltune.cohort.readers import normalise_stage
+from modaltune.cohort.report import render_report
 from modaltune.cohort.splits import SplitPlan, split_site
 from modaltune.config import validate
 from modaltune.io import read_parquet, write_parquet
@@ -228,8 +237,10 @@ def test_cbioportal_patient_table(tmp_path):
     path = _write_tsv(tmp_path / "data_clinical_patient.txt", rows, header)
     assert detect_format(path).name == "cbioportal_patient"
     table, _ = _cohort([path], "BRCA", ["BRCA"])
-    alive = table.loc["TCGA-3C-AALI"]  # cBioPortal months are days / 30.417: 131.67 -> 4005 days -> 131.57
-    assert alive.event == 0 and alive.time_months == pytest.approx(131.57, abs=0.005)
+    alive = table.loc[
+        "TCGA-3C-AALI"
+    ]  # OS_MONTHS is carried exactly (not to days with 30.417 and back with 30.44)
+    assert alive.event == 0 and alive.time_months == 131.67
     assert (alive.stage, alive.t_stage, alive.sex, alive.diagnosis) == (
         "Stage IIB",
         "T2",
@@ -237,7 +248,147 @@ def test_cbioportal_patient_table(tmp_path):
         "breast invasive ductal carcinoma",
     )
     dead = table.loc["TCGA-3C-AALJ"]
-    assert dead.event == 1 and dead.time_months == pytest.approx(10 * 30.417 / 30.44) and dead.stage is None
+    assert dead.event == 1 and dead.time_months == 10.0 and dead.stage is None
+
+
+def _os_months(path):
+    """OS_MONTHS and OS_STATUS per patient, read with pandas alone: the reference for the cBioPortal reader."""
+    table = pd.read_csv(path, sep="\t", comment="#", dtype=str).set_index("PATIENT_ID")
+    return table["OS_MONTHS"].astype(float), table["OS_STATUS"].str.startswith("1:").astype(int)
+
+
+def _paad_subtypes(tmp_path):
+    user = tmp_path / "subtypes.yaml"
+    user.write_text("PAAD:\n  - name: ductal\n    diagnoses: [PAAD, pancreatic adenocarcinoma]\n"
+                    "  - name: neuroendocrine\n    diagnoses: [PANET, pancreatic neuroendocrine tumor]\n")  # fmt: skip
+    return load_subtype_table(user)["PAAD"]
+
+
+@pytest.mark.parametrize("sample_first", [False, True])
+def test_cbioportal_patient_and_sample_tables(real_data, tmp_path, sample_first):
+    """The real TCGA-PAAD study: survival from the patient table, the diagnosis from the sample table (joined on
+    PATIENT_ID, in either file order), OS_MONTHS carried exactly."""
+    folder = real_data / "cbioportal_paad"
+    patients, samples = folder / "data_clinical_patient.txt", folder / "data_clinical_sample.txt"
+    assert detect_format(patients).name == "cbioportal_patient"
+    assert detect_format(samples).name == "cbioportal_sample"
+    records, _ = read_records([samples, patients] if sample_first else [patients, samples])
+    slides = [f"{p}-01Z-00-DX1" for p in records["patient"].unique()]
+    table, report = harmonise(records, "PAAD", ["PAAD"], _paad_subtypes(tmp_path), slides, [])
+    table = table.set_index("patient")
+    assert len(table) == 185 and not report.losses() and not report.contradictions
+    assert table["diagnosis"].value_counts().to_dict() == {
+        "pancreatic adenocarcinoma": 176, "pancreatic neuroendocrine tumor": 8,
+        "undifferentiated carcinoma of the pancreas": 1,
+    }  # fmt: skip
+    assert table["subtype_class"].value_counts().to_dict() == {0: 176, 1: 8, -1: 1}
+    # TCGA-HZ-A9TJ has a primary tumour (-01, PAAD) and a metastasis (-06, "Pancreas"): the primary one counts
+    assert table.loc["TCGA-HZ-A9TJ"].diagnosis == "pancreatic adenocarcinoma"
+    months, events = _os_months(patients)
+    assert (table["time_months"] == months.loc[table.index]).all()  # exactly, not to 0.2 months
+    assert (table["event"] == events.loc[table.index]).all() and table["event"].sum() == 100
+    first = table.loc["TCGA-2J-AAB1"]  # 1:DECEASED, 2.17 months, Stage IIB, T3 N1 M0, 65, male
+    assert (first.time_months, first.stage, first.t_stage, first.n_stage, first.m_stage) == (
+        2.17,
+        "Stage IIB",
+        "T3",
+        "N1",
+        "M0",
+    )
+    assert (first.age, first.sex, first.project) == (65, "male", "PAAD")
+
+
+def test_cbioportal_patient_table_alone_keeps_its_own_diagnosis_column(real_data, tmp_path):
+    records, _ = read_records([real_data / "cbioportal_paad" / "data_clinical_patient.txt"])
+    diagnoses = records.set_index("patient")["diagnosis"]
+    assert diagnoses.loc["TCGA-2J-AAB6"] == "Pancreas-Adenocarcinoma Ductal Type"  # HISTOLOGICAL_DIAGNOSIS
+
+
+def _cbioportal_pair(tmp_path, with_samples=True):
+    """A BRCA study like brca_tcga_pan_can_atlas_2018: the patient table has no diagnosis column."""
+    header = ["#Patient Identifier\tStatus\tMonths\tAcronym"] * 4
+    patients = [
+        {"PATIENT_ID": f"TCGA-A2-{i:04d}", "OS_STATUS": "1:DECEASED" if i % 4 == 0 else "0:LIVING",
+         "OS_MONTHS": f"{3.1 * i + 0.07:.2f}", "CANCER_TYPE_ACRONYM": "BRCA"}
+        for i in range(12)
+    ]  # fmt: skip
+    paths = [_write_tsv(tmp_path / "data_clinical_patient.txt", patients, header)]
+    if with_samples:
+        samples = [
+            {"PATIENT_ID": p["PATIENT_ID"], "SAMPLE_ID": f"{p['PATIENT_ID']}-01", "ONCOTREE_CODE": code,
+             "CANCER_TYPE_DETAILED": detailed}
+            for i, p in enumerate(patients)
+            for code, detailed in [("ILC", "Breast Invasive Lobular Carcinoma") if i % 3 == 0
+                                   else ("IDC", "Breast Invasive Ductal Carcinoma")]
+        ]  # fmt: skip
+        samples[5]["CANCER_TYPE_DETAILED"] = "NA"  # the OncoTree code is the diagnosis then
+        paths.append(_write_tsv(tmp_path / "data_clinical_sample.txt", samples, header))
+    return paths
+
+
+def test_cbioportal_oncotree_types_map_to_the_subtype_groups(tmp_path):
+    slides = [f"TCGA-A2-{i:04d}-01Z-00-DX1" for i in range(12)]
+    result = build_site_cohort("BRCA", ["BRCA"], _cbioportal_pair(tmp_path), slides, [s[:12] for s in slides])
+    cohort = result.cohort.set_index("patient")
+    assert (cohort["subtype_class"] == [1 if i % 3 == 0 else 0 for i in range(12)]).all()
+    assert cohort.loc["TCGA-A2-0005"].diagnosis == "idc" and cohort.loc["TCGA-A2-0005"].subtype_class == 0
+    assert cohort.loc["TCGA-A2-0003"].diagnosis == "breast invasive lobular carcinoma"
+    assert cohort.loc["TCGA-A2-0011"].time_months == 34.17
+
+
+@pytest.mark.parametrize("sample_type_column", [True, False])
+def test_cbioportal_sample_table_prefers_a_diagnosed_primary_tumour(tmp_path, sample_type_column):
+    """A metastasis listed before the primary tumour does not give the diagnosis; a primary tumour without one
+    does not hide a diagnosed metastasis. Without SAMPLE_TYPE the TCGA sample-type code (-01, -06) decides."""
+    rows = [
+        ("TCGA-A2-0001", "06", "Metastasis", "ILC", "Breast Invasive Lobular Carcinoma"),
+        ("TCGA-A2-0001", "01", "Primary", "IDC", "Breast Invasive Ductal Carcinoma"),
+        ("TCGA-A2-0002", "01", "Primary", "NA", "NA"),
+        ("TCGA-A2-0002", "06", "Metastasis", "ILC", "Breast Invasive Lobular Carcinoma"),
+    ]
+    samples = [
+        {"PATIENT_ID": patient, "SAMPLE_ID": f"{patient}-{code}", "SAMPLE_TYPE": kind, "ONCOTREE_CODE": oncotree,
+         "CANCER_TYPE_DETAILED": detailed}
+        for patient, code, kind, oncotree, detailed in rows
+    ]  # fmt: skip
+    if not sample_type_column:
+        for sample in samples:
+            del sample["SAMPLE_TYPE"]
+    path = _write_tsv(tmp_path / "data_clinical_sample.txt", samples, ["#Patient\tSample"] * 4)
+    records = read_clinical(path).set_index("patient")
+    assert records["diagnosis"].to_dict() == {
+        "TCGA-A2-0001": "Breast Invasive Ductal Carcinoma",
+        "TCGA-A2-0002": "Breast Invasive Lobular Carcinoma",
+    }
+
+
+def test_a_cbioportal_patient_table_without_its_sample_table_is_a_named_error(tmp_path):
+    slides = [f"TCGA-A2-{i:04d}-01Z-00-DX1" for i in range(12)]
+    with pytest.raises(CohortError) as error:
+        build_site_cohort("BRCA", ["BRCA"], _cbioportal_pair(tmp_path, with_samples=False), slides, [])
+    assert (
+        "12 of 12 clinical patients have no diagnosis: a cBioPortal patient table needs its sample table "
+        "(add the study's data_clinical_sample.txt to sites.BRCA.clinical)"
+    ) in str(error.value)
+    assert error.value.result.report.dropped["no diagnosis"] == [s[:12] for s in slides]
+
+
+def test_oncotree_codes_and_names_share_a_subtype_group(real_data):
+    """Every OncoTree code in modaltune/data/subtypes.yaml has its OncoTree name (release 2021_11_02, the
+    CANCER_TYPE_DETAILED of cBioPortal) in the same group, so a study gives one subtype whichever it states."""
+    tree = json.loads((real_data / "oncotree" / "oncotree_2021_11_02.json").read_text())
+    names, stack = {}, [tree["TISSUE"]]
+    while stack:
+        node = stack.pop()
+        names[node["code"].lower()] = node["name"].lower()
+        stack.extend(node["children"].values())
+    checked = 0
+    for site, groups in SUBTYPES.items():
+        for group in groups:
+            for code in group.diagnoses & set(names):
+                assert names[code] in group.diagnoses, (site, group.name, code, names[code])
+                checked += 1
+    assert checked >= 16  # IDC ILC, GBM + 6 glioma codes, LUAD LUSC, PRCC CCRCC CHRCC, COAD READ
 
 
 def test_unknown_format_lists_recognised_formats(tmp_path):
@@ -282,9 +433,20 @@ def test_contradictory_rows_are_reported_and_resolved(tmp_path):
         _classic_row("TCGA-AA-0002", vital="Dead", death="950", follow="900"),
         _classic_row("TCGA-AA-0003", vital="Dead", death="'--", follow="77"),
         _classic_row("TCGA-AA-0004", project="TCGA-BRCA"),
+        _classic_row("TCGA-AA-0005", vital="Alive", follow="-31"),
     ]
     path = _write_tsv(tmp_path / "clinical.tsv", rows)
     table, report = _cohort([path], "NSCLC", ["LUAD", "LUSC"])
+    assert table.loc["TCGA-AA-0005"].time_months == pytest.approx(_months(31))
+    assert report.corrections == {  # upstream's silent corrections, listed
+        DEAD_WITHOUT_DEATH_DATE: ["TCGA-AA-0003"],
+        NEGATIVE_TIME: ["TCGA-AA-0005"],
+    }
+    text = render_report(
+        report, pd.DataFrame(columns=["source", "format", "records", "patients"]), table, None
+    )
+    assert f"**{DEAD_WITHOUT_DEATH_DATE}**: 1\n\n`TCGA-AA-0003`" in text
+    assert f"**{NEGATIVE_TIME}**: 1\n\n`TCGA-AA-0005`" in text
     assert table.loc["TCGA-AA-0001"].time_months == pytest.approx(_months(420))  # the earliest death date
     assert table.loc["TCGA-AA-0002"].event == 1 and table.loc["TCGA-AA-0002"].time_months == pytest.approx(
         _months(950)
@@ -294,7 +456,7 @@ def test_contradictory_rows_are_reported_and_resolved(tmp_path):
     )
     assert "TCGA-AA-0004" not in table.index and report.other_projects == {"BRCA": 1}
     found = {(c.patient, c.field) for c in report.contradictions}
-    assert found == {("TCGA-AA-0001", "days to death"), ("TCGA-AA-0002", "vital status")}
+    assert found == {("TCGA-AA-0001", "months to death"), ("TCGA-AA-0002", "vital status")}
 
 
 def _synthetic_site(tmp_path, n=60):
@@ -360,6 +522,106 @@ def test_cli_writes_cohort_splits_and_mismatch_report(tmp_path):
     assert "One split (cohort.split_seed 0) shared by seeds 0, 1." in report
     train_only = set(patients[:2]) | set(patients[-4:-1])  # rare set + no RNA
     assert set(splits.loc[splits["patient"].isin(train_only), "split"]) == {"train"}
+
+
+def _cohort_cli(tmp_path, clinical, slides, omics, projects=("LUAD", "LUSC"), status=()):
+    params = {
+        "seeds": [0],
+        "val_fraction": 0.12,
+        "test_fraction": 0.2,
+        "subtypes_file": None,
+        "days_per_month": 30.44,
+    }
+    out = tmp_path / "cohort"
+    code = main(["cohort", "--site", "NSCLC", "--projects", *projects, "--clinical", str(clinical),
+                 "--omics", str(omics), "--slides", *slides, "--slide-status", *map(str, status),
+                 "--params", json.dumps(params), "--output", str(out / "NSCLC.parquet"),
+                 "--splits", str(out / "NSCLC_splits.parquet"), "--report", str(out / "NSCLC_report.md")])  # fmt: skip
+    return code, out
+
+
+def test_a_wrong_project_fails_naming_it_after_writing_the_report(tmp_path, capsys):
+    clinical, slides, omics, patients = _synthetic_site(tmp_path)
+    code, out = _cohort_cli(tmp_path, clinical, slides, omics, projects=["HOLD"])
+    assert code == 1
+    message = "60 of 60 clinical patients dropped: project LUAD, LUSC are not in sites.NSCLC.projects [HOLD]"
+    error = capsys.readouterr().err
+    assert message in error.splitlines()[-1] and "error: site NSCLC: no patient left" in error
+    report = (out / "NSCLC_report.md").read_text()  # written before failing, and printed into the log
+    assert message in report and "## Error: the cohort was not built" in report and report in error
+    assert not (out / "NSCLC.parquet").exists() and not (out / "NSCLC_splits.parquet").exists()
+    # GDC writes projects as TCGA-LUAD: the config may too
+    assert _cohort_cli(tmp_path, clinical, slides, omics, projects=["TCGA-LUAD", "TCGA-LUSC"])[0] == 0
+
+
+def test_slide_and_rna_identifier_mismatches_are_named_errors(tmp_path):
+    clinical, slides, omics, patients = _synthetic_site(tmp_path)
+    other_slides = [f"TCGA-BB-{i:04d}-01Z-00-DX1" for i in range(60)]
+    with pytest.raises(CohortError) as error:
+        build_site_cohort("NSCLC", ["LUAD", "LUSC"], [clinical], other_slides, patients)
+    assert (
+        "60 of 60 clinical patients have no slide: no slide file name starts with their 12-character barcode "
+        "(clinical patients e.g. TCGA-AA-0000, TCGA-AA-0001; slides e.g. TCGA-BB-0000-01Z-00-DX1, "
+        "TCGA-BB-0001-01Z-00-DX1); check sites.NSCLC.slides and sites.NSCLC.slide_glob"
+    ) in str(error.value)
+    with pytest.raises(CohortError) as error:  # RNA sample ids of another naming scheme
+        build_site_cohort(
+            "NSCLC", ["LUAD", "LUSC"], [clinical], slides, [p.replace("TCGA", "tcga_") for p in patients]
+        )
+    assert (
+        "none of the 59 cohort patients has RNA: the 60 patients of the omics table (e.g. tcga_-AA-0000"
+        in str(error.value)
+    )
+    assert "check sites.NSCLC.rna" in str(error.value)
+    # a dominant reason with others: 40 patients lack slides, 20 are of another project
+    rows = [
+        _classic_row(f"TCGA-AA-{i:04d}", project="TCGA-BRCA" if i < 20 else "TCGA-LUAD") for i in range(60)
+    ]
+    path = _write_tsv(tmp_path / "mixed.tsv", rows)
+    with pytest.raises(
+        CohortError, match=r"40 of 60 clinical patients have no slide: .*; also dropped: 20 other project$"
+    ):
+        build_site_cohort("NSCLC", ["LUAD", "LUSC"], [path], other_slides, [])
+
+
+def _status(folder, slide, status, n_tiles, reason=""):
+    path = folder / f"{slide}.json"
+    path.write_text(json.dumps({"slide": slide, "path": f"/slides/{slide}.svs", "status": status,
+                                "n_tiles": n_tiles, "reason": reason}))  # fmt: skip
+    return path
+
+
+def test_patients_without_usable_slides_leave_cohort_and_splits(tmp_path):
+    """Tiling status: a patient whose only slide failed, one whose only slide has no tissue, and one with a usable
+    and a blank slide. The first two are not in the cohort nor in any split; the third keeps its usable slide."""
+    clinical, slides, omics, patients = _synthetic_site(tmp_path)
+    folder = tmp_path / "status"
+    folder.mkdir()
+    failed, blank = f"{patients[10]}-01Z-00-DX1.UUID", f"{patients[11]}-01Z-00-DX1.UUID"
+    second = f"{patients[5]}-01Z-00-DX2"
+    reasons = {failed: ("failed", 0, "no MPP in /slides/x.svs"), blank: ("no_tissue", 0, "no tile reaches 0.5"),
+               second: ("no_tissue", 0, "")}  # fmt: skip
+    status = [_status(folder, slide, *reasons.get(slide, ("ok", 40))) for slide in slides]
+    code, out = _cohort_cli(tmp_path, clinical, slides, omics, status=status)
+    assert code == 0
+    cohort, _ = read_parquet(out / "NSCLC.parquet")
+    splits, _ = read_parquet(out / "NSCLC_splits.parquet")
+    assert not {patients[10], patients[11]} & (set(cohort["patient"]) | set(splits["patient"]))
+    assert len(cohort) == len(patients) - 3 and set(splits["patient"]) == set(cohort["patient"])
+    assert list(cohort.set_index("patient").loc[patients[5], "slides"]) == [f"{patients[5]}-01Z-00-DX1.UUID"]
+    report = (out / "NSCLC_report.md").read_text()
+    assert (
+        "**Patients whose every slide is unusable (not in the cohort, not in the splits)**: 2\n\n"
+        f"`{patients[10]}`, `{patients[11]}`"
+    ) in report
+    assert f"| {failed} | tiling failed: no MPP in /slides/x.svs |" in report
+    assert f"| {blank} | no tissue: no tile reaches 0.5 |" in report and f"| {second} | no tissue |" in report
+    # every slide of every patient unusable: the error says so
+    status = [_status(folder, slide, "no_tissue", 0) for slide in slides]
+    with pytest.raises(CohortError, match="59 of 60 clinical patients have slides, but every one failed tiling or "
+                                          "has no tissue"):  # fmt: skip
+        build_site_cohort("NSCLC", ["LUAD", "LUSC"], [clinical], slides, patients,
+                          unusable=unusable_slides(status))  # fmt: skip
 
 
 def test_unknown_site_needs_a_subtype_entry(tmp_path):

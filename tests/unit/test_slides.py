@@ -207,10 +207,17 @@ def test_skip_mode_records_the_corrupt_slide(slides, tmp_path):
         slides["kirc_20x"][0], tmp_path / "o.parquet", tmp_path / "o.png", settings, tmp_path / "o.json"
     )
     assert ok.status == "ok"
-    failed = write_failed_slides([tmp_path / "c.json", tmp_path / "o.json"], tmp_path / "failed.tsv")
-    assert failed["slide"].tolist() == ["corrupt"]
+    empty = tile_slide(
+        slides["empty"][0], tmp_path / "e.parquet", tmp_path / "e.png", settings, tmp_path / "e.json"
+    )
+    assert empty.status == "no_tissue"
+    failed = write_failed_slides(
+        [tmp_path / "c.json", tmp_path / "o.json", tmp_path / "e.json"], tmp_path / "failed.tsv"
+    )
+    assert failed["slide"].tolist() == ["corrupt", "empty"]
     lines = (tmp_path / "failed.tsv").read_text().splitlines()
-    assert lines[0] == "slide\treason" and lines[1].startswith("corrupt\t") and len(lines) == 2
+    assert lines[0] == "slide\tstatus\treason" and lines[1].startswith("corrupt\tfailed\t") and len(lines) == 3
+    assert lines[2].startswith("empty\tno tissue\tno tile reaches min_tissue=")
 
 
 def test_empty_slide_gives_an_empty_table_and_a_warning(slides, tmp_path, caplog):

@@ -70,8 +70,13 @@ def test_templates_reproduce_the_reference_example_sentence():
     cohort = pd.DataFrame([cohort_row("TCGA-A1-0001")])
     prompts = build_prompts(cohort, "BRCA", bins).prompts
     assert prompt_of(prompts, "TCGA-A1-0001", "general") == REFERENCE_EXAMPLE
+    # ";" separates fragments, so the subtype and stage prompts end like the general one: without it
     assert prompt_of(prompts, "TCGA-A1-0001", "subtype") == (
-        "Cancer location: breast; Cancer diagnosis: infiltrating duct carcinoma;"
+        "Cancer location: breast; Cancer diagnosis: infiltrating duct carcinoma"
+    )
+    assert prompt_of(prompts, "TCGA-A1-0001", "stage") == (
+        "Cancer location: breast; Overall stage: stage two; Tumor stage status: tumor stage two; Lymph node "
+        "status: node stage one; Distant metastasis status: no metastasis detected"
     )
     assert prompt_of(prompts, "TCGA-A1-0001", "survival") == REFERENCE_EXAMPLE.replace(
         " Cancer diagnosis: infiltrating duct carcinoma;", ""
@@ -138,7 +143,7 @@ def test_unknown_stage_values_are_reported_and_left_out(caplog):
     }
     assert "Stage 0" in caplog.text and "Ta" in caplog.text
     assert prompt_of(result.prompts, "TCGA-A1-0001", "stage") == (
-        "Cancer location: breast; Lymph node status: node stage one;"
+        "Cancer location: breast; Lymph node status: node stage one"
     )
     assert result.metadata("BRCA", 0)["unknown_stage_values"][0] == {
         "patient": "TCGA-A1-0001", "field": "stage", "value": "Stage 0"
@@ -158,12 +163,13 @@ def test_absent_fields_are_omitted_without_stray_spaces_or_separators():
     for text in prompts["prompt"]:
         assert "  " not in text and not text.startswith(" ") and not text.endswith(" ")
         assert ";;" not in text and "; ;" not in text and ": ;" not in text and "None" not in text and "nan" not in text
-    assert prompt_of(prompts, "TCGA-A1-0002", "stage") == "Cancer location: breast;"
+        assert not text.endswith(";")
+    assert prompt_of(prompts, "TCGA-A1-0002", "stage") == "Cancer location: breast"
     assert prompt_of(prompts, "TCGA-A1-0002", "general") == (
         "Cancer location: breast; Cancer diagnosis: infiltrating duct carcinoma; Survival status: The patient was "
         "censored before 15 months"
     )
-    assert prompt_of(prompts, "TCGA-A1-0003", "subtype") == "Cancer location: breast;"
+    assert prompt_of(prompts, "TCGA-A1-0003", "subtype") == "Cancer location: breast"
     assert "Survival status" not in prompt_of(prompts, "TCGA-A1-0003", "general")
     # a time beyond the training range falls into the last bin
     assert prompt_of(prompts, "TCGA-A1-0004", "survival").endswith("The patient died between 55 and 283 months")
@@ -294,7 +300,7 @@ def minilm():
 def test_minilm_gives_deterministic_384d_unit_vectors_offline(minilm):
     from modaltune.text.encoders import embed_prompts
 
-    texts = [REFERENCE_EXAMPLE, "Cancer location: lung; Cancer diagnosis: lung adenocarcinoma;", REFERENCE_EXAMPLE]
+    texts = [REFERENCE_EXAMPLE, "Cancer location: lung; Cancer diagnosis: lung adenocarcinoma", REFERENCE_EXAMPLE]
     first = minilm.encode(texts, batch_size=2)
     second = minilm.encode(texts, batch_size=2)
     assert first.shape == (3, 384) and first.dtype == np.float32
@@ -355,7 +361,7 @@ def conch_files(tmp_path_factory):
         vocab_size=400, special_tokens=["<pad>", "<start_of_text>", "<end_of_text>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tokenizer.train_from_iterator([REFERENCE_EXAMPLE, "Cancer location: lung; Overall stage: stage three;"], trainer)
+    tokenizer.train_from_iterator([REFERENCE_EXAMPLE, "Cancer location: lung; Overall stage: stage three"], trainer)
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<start_of_text> $A <end_of_text>", special_tokens=[("<start_of_text>", 1), ("<end_of_text>", 2)]
     )
@@ -397,10 +403,10 @@ def test_conch_text_tower_loads_strictly_and_gives_unit_vectors(conch_files):
 
     encoder = create_text_encoder("conch", checkpoint=str(folder / "pytorch_model.bin"),
                                   tokenizer=str(folder / "tokenizer.json"), heads=4, device="cpu")
-    vectors = encoder.encode([REFERENCE_EXAMPLE, "Cancer location: lung;"])
+    vectors = encoder.encode([REFERENCE_EXAMPLE, "Cancer location: lung"])
     assert vectors.shape == (2, 16) and encoder.dim == 16
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_array_equal(vectors, encoder.encode([REFERENCE_EXAMPLE, "Cancer location: lung;"]))
+    np.testing.assert_array_equal(vectors, encoder.encode([REFERENCE_EXAMPLE, "Cancer location: lung"]))
 
     # each prompt's padding mask is its own: a prompt's vector does not depend on the others in its batch
     with torch.no_grad():

@@ -107,6 +107,14 @@ def test_site_target_covers_every_site_output_of_all(tmp_path, demo_sites):
         )
 
 
+def test_cohort_waits_for_the_tiling_status_of_its_sites_slides(tmp_path, demo_sites):
+    """Patients whose every slide failed tiling or has no tissue leave the cohort before splitting, so the cohort
+    job needs each of its site's slide status records (and no other site's)."""
+    jobs = dry_run(tmp_path, "results/cohort/NSCLC.parquet")
+    status = {path for path in outputs_of(jobs, "tile") if path.startswith("results/qc/status/")}
+    assert status == {f"results/qc/status/{slide}.json" for slide in demo_sites["NSCLC"]["slide_ids"]}
+
+
 @pytest.fixture(scope="module")
 def built_two_site_cohort(tmp_path_factory):
     """A placeholder real-data cohort of two sites whose outputs all exist and are up to date.

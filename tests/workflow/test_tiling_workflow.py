@@ -39,14 +39,16 @@ def test_every_slide_gets_tiles_qc_and_status(tiled):
             assert meta["tile_px_level0"] == {0.25: 512, 0.5: 256}[meta["slide_mpp"]]
 
 
-def test_failed_slides_table_lists_only_the_corrupt_slides(tiled):
+def test_failed_slides_table_lists_the_corrupt_and_the_blank_slides(tiled):
     workdir, kinds = tiled
-    corrupt = sorted(slide for slide, kind in kinds.items() if kind == "corrupt")
-    assert len(corrupt) == len(DEMO["sites"])  # one per site
+    expected = {slide: {"corrupt": "failed", "empty": "no tissue"}[kind]
+                for slide, kind in kinds.items() if kind in ("corrupt", "empty")}  # fmt: skip
+    assert len(expected) == 2 * len(DEMO["sites"])  # one of each per site
     lines = (workdir / "results" / "qc" / "failed_slides.tsv").read_text().splitlines()
-    assert lines[0] == "slide\treason"
-    assert sorted(line.split("\t")[0] for line in lines[1:]) == corrupt
-    assert all(".svs" in line.split("\t")[1] for line in lines[1:])  # the reason names the file
+    assert lines[0] == "slide\tstatus\treason"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert {slide: status for slide, status, _ in rows} == expected
+    assert all(".svs" in reason for _, status, reason in rows if status == "failed")  # the reason names the file
     # the demo tiles in batches: the empty slide's warning is in its batch's log
     empty = next(slide for slide, kind in kinds.items() if kind == "empty")
     logs = [path.read_text() for path in (workdir / "results" / "logs" / "tile").glob("*.log")]

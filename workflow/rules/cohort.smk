@@ -1,6 +1,8 @@
-# Cohort: per site, the clinical tables (any recognised format) + its slide ids + its RNA patients -> one row per
-# patient with labels and subtype, its train/val/test split (one shared by every seed unless cohort.split_per_seed; or
-# the paper's released split, sites.<site>.splits), and a report of every identifier mismatch.
+# Cohort: per site, the clinical tables (any recognised format) + its slide ids and their tiling status + its RNA
+# patients -> one row per patient with labels and subtype, its train/val/test split (one shared by every seed unless
+# cohort.split_per_seed; or the paper's released split, sites.<site>.splits), and a report of every identifier
+# mismatch. The tiling status (results/qc/status/{slide}.json) leaves out, before splitting, the patients whose
+# every slide failed tiling or has no tissue; with precomputed features nothing is tiled and every slide counts.
 
 include: "cohort_functions.smk"
 
@@ -10,6 +12,7 @@ rule cohort:
         clinical=site_input("clinical"),
         omics="results/omics/{site}.parquet",
         release_splits=release_split_inputs,
+        slide_status=site_slide_status,
     output:
         cohort="results/cohort/{site}.parquet",
         splits="results/cohort/{site}_splits.parquet",

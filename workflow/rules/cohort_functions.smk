@@ -35,6 +35,14 @@ def cohort_command(wildcards, input, output):
     release = ["--release-splits", inputs["splits"]] if wildcards.site in RELEASE_SPLIT_FILES else []
     return [
         "cohort", "--site", wildcards.site, "--projects", *inputs["projects"], "--clinical", *input.clinical,
-        "--omics", input.omics, "--slides", *inputs["slide_ids"], *release, "--params", section_json("cohort"),
+        "--omics", input.omics, "--slides", *inputs["slide_ids"], "--slide-status", *input.slide_status,
+        *release, "--params", section_json("cohort"),
         "--output", output.cohort, "--splits", output.splits, "--report", output.report,
     ]  # fmt: skip
+
+
+def site_slide_status(wildcards):
+    """The tiling status records of the site's slides (rules/slides.smk); none with precomputed features."""
+    if config["features"]["precomputed_dir"]:
+        return []
+    return [SLIDE_STATUS_FILE.format(slide=slide) for slide in slides_of(wildcards.site)]

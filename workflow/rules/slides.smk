@@ -1,11 +1,13 @@
 # Tissue detection and tiling: one job per slide (the demo: per batch of `slides.slides_per_job` slides), then one
 # aggregate job for the failed-slide table and a summary.
 # With `slides.on_error: skip` an unreadable slide still gets its (empty) tile table, a QC image saying why and a
-# `failed` status record, so the rest of the cohort goes on; results/qc/failed_slides.tsv lists those slides.
+# `failed` status record, so the rest of the cohort goes on; results/qc/failed_slides.tsv lists those slides and the
+# slides without tissue. The cohort rule reads the status records of its site's slides (rules/cohort.smk).
 # On SLURM, `--group-components tile=<n>` bundles n slides per cluster job (see README, "Running on SLURM").
 
 # `all` asks for the two tables only: they need every slide's status record, so every slide's tile job runs.
-SLIDE_STATUS_FILES = expand("results/qc/status/{slide}.json", slide=SLIDE_FILE)
+SLIDE_STATUS_FILE = "results/qc/status/{slide}.json"
+SLIDE_STATUS_FILES = expand(SLIDE_STATUS_FILE, slide=SLIDE_FILE)
 TILING_TARGETS = ["results/qc/failed_slides.tsv", "results/qc/tiling_summary.tsv"]
 
 
@@ -17,7 +19,7 @@ if config["slides"]["slides_per_job"] == 1:
         output:
             tiles="results/tiles/{slide}.parquet",
             qc="results/qc/{slide}.png",
-            status="results/qc/status/{slide}.json",
+            status=SLIDE_STATUS_FILE,
         log:
             "results/logs/tile/{slide}.log",
         params:
@@ -47,7 +49,7 @@ else:
             output:
                 tiles=[f"results/tiles/{slide}.parquet" for slide in slides],
                 qc=[f"results/qc/{slide}.png" for slide in slides],
-                status=[f"results/qc/status/{slide}.json" for slide in slides],
+                status=[SLIDE_STATUS_FILE.format(slide=slide) for slide in slides],
             log:
                 f"results/logs/tile/batch{batch}.log",
             params:
