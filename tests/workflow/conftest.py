@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from snakemake_cli import snakemake
 
+# Set to the folder of a finished `make demo`-style run to inspect that run instead of starting a new one.
+REUSE = "MODALTUNE_TEST_DEMO_RUN"
+
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """The working directory of a finished `snakemake --cores 2 all` run of the demo config (several minutes)."""
+    if os.environ.get(REUSE):
+        workdir = Path(os.environ[REUSE])
+        plan = snakemake(workdir, "--dry-run", "all")
+        if "Nothing to be done" not in plan.stdout + plan.stderr:
+            pytest.fail(f"{REUSE}={workdir}: not a finished demo run of this checkout (`snakemake all` has jobs to do)")
+        return workdir
     workdir = tmp_path_factory.mktemp("demo_run")
     snakemake(workdir, "--cores", "2", "all", timeout=3600)
     return workdir
