@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from modaltune.models.longnet import DropPath
+
 RESIDUALS = ("paper", "code")
 
 
@@ -109,21 +111,6 @@ class Extractor(nn.Module):
         base = 2 * modal if self.residual == "code" else modal
         modal = base + self.attention(modal, image, query_pos=modal_pos)
         return modal + self.drop_path(self.ffn(self.ffn_norm(modal)))
-
-
-class DropPath(nn.Module):
-    """Stochastic depth per sample (training only)."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
 
 
 class ModalAdapter(nn.Module):

@@ -45,10 +45,25 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
 from torch import nn
 
 UNCOMPUTED_LSE = -1e8  # log-sum-exp of (position, head) pairs a branch did not compute, as upstream
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (training only), as timm's DropPath; importing timm would cost a training job
+    more CPU time than importing torch."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
 
 
 def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

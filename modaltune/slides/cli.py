@@ -1,4 +1,4 @@
-"""`modaltune tile` (one slide) and `modaltune tiling-report` (failed-slide table, per-site summary)."""
+"""`modaltune tile` (one slide, or a batch of slides in one process) and `modaltune tiling-report` (failed-slide table, per-site summary)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import sys
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     tile = subparsers.add_parser(
-        "tile", help="detect tissue on one slide and write its tile table and QC image"
+        "tile", help="detect tissue on slides and write each one's tile table and QC image"
     )
-    tile.add_argument("--slide", required=True, help="slide file (anything OpenSlide reads)")
-    tile.add_argument("--tiles", required=True, help="output tile table (.parquet)")
-    tile.add_argument("--qc", required=True, help="output QC thumbnail (.png)")
-    tile.add_argument("--status", help="output status record (.json) for the failed-slide table")
+    # Several slides per call (the demo's batch rules) pay the interpreter start-up once; the lists pair up.
+    tile.add_argument("--slide", required=True, nargs="+", help="slide files (anything OpenSlide reads)")
+    tile.add_argument("--tiles", required=True, nargs="+", help="output tile tables (.parquet), one per slide")
+    tile.add_argument("--qc", required=True, nargs="+", help="output QC thumbnails (.png), one per slide")
+    tile.add_argument("--status", nargs="+", help="output status records (.json) for the failed-slide table")
     tile.add_argument("--params", default="{}", help="the `slides:` config section as JSON")
     tile.set_defaults(func=_tile)
 
@@ -32,12 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _tile(args: argparse.Namespace) -> int:
     from modaltune.slides import SlideError, TilingSettings, tile_slide
 
+    statuses = args.status or [None] * len(args.slide)
+    if not len(args.slide) == len(args.tiles) == len(args.qc) == len(statuses):
+        raise SystemExit("modaltune tile: give as many --tiles, --qc (and --status) files as --slide files")
     settings = TilingSettings.from_config(json.loads(args.params))
-    try:
-        tile_slide(args.slide, args.tiles, args.qc, settings, status_path=args.status)
-    except SlideError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    for slide, tiles, qc, status in zip(args.slide, args.tiles, args.qc, statuses, strict=True):
+        try:
+            tile_slide(slide, tiles, qc, settings, status_path=status)
+        except SlideError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     return 0
 
 

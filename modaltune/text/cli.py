@@ -20,10 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prompts.add_argument("--params", default="{}", help="the config's `text` section as JSON")
     prompts.set_defaults(func=run_prompts)
 
-    embed = subparsers.add_parser("embed-text", help="embed a prompts table with a text encoder (before the projector)")
-    embed.add_argument("--prompts", required=True, help="results/text/{site}_seed{seed}_prompts.parquet")
+    # Several tables per call (the demo's batch rules) load torch and the encoder once; --prompts and --out pair up.
+    embed = subparsers.add_parser("embed-text", help="embed prompts tables with a text encoder (before the projector)")
+    embed.add_argument("--prompts", required=True, nargs="+", help="results/text/{site}_seed{seed}_prompts.parquet")
     embed.add_argument("--encoder", required=True, help="text encoder name (minilm, conch)")
-    embed.add_argument("--out", required=True, help="results/text/{site}_seed{seed}_{encoder}.parquet")
+    embed.add_argument("--out", required=True, nargs="+",
+                       help="results/text/{site}_seed{seed}_{encoder}.parquet, one per --prompts table")
     embed.add_argument("--params", default="{}", help="the config's `text` section as JSON")
     embed.set_defaults(func=run_embed)
 
@@ -55,14 +57,17 @@ def run_embed(args: argparse.Namespace) -> int:
     from modaltune.io import read_parquet, write_parquet
     from modaltune.text.encoders import create_text_encoder, embed_prompts
 
+    if len(args.prompts) != len(args.out):
+        raise SystemExit("modaltune embed-text: give one --out file per --prompts table")
     params = section_from_json("text", args.params)
-    prompts, meta = read_parquet(args.prompts)
     options = dict(params.get(args.encoder, {}), device=params["device"])
     encoder = create_text_encoder(args.encoder, **options)
-    table = embed_prompts(prompts, encoder, batch_size=params["batch_size"])
-    meta = {**meta, "text_encoder": args.encoder, "dim": encoder.dim, "normalized": True, "prompts": str(args.prompts)}
-    write_parquet(table, args.out, metadata=meta)
-    log.info("%d embeddings (%d-d, %s) -> %s", len(table), encoder.dim, args.encoder, args.out)
+    for path, out in zip(args.prompts, args.out, strict=True):
+        prompts, meta = read_parquet(path)
+        table = embed_prompts(prompts, encoder, batch_size=params["batch_size"])
+        meta = {**meta, "text_encoder": args.encoder, "dim": encoder.dim, "normalized": True, "prompts": str(path)}
+        write_parquet(table, out, metadata=meta)
+        log.info("%d embeddings (%d-d, %s) -> %s", len(table), encoder.dim, args.encoder, out)
     return 0
 
 

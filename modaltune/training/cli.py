@@ -1,4 +1,8 @@
-"""`modaltune train` and `modaltune embed`: one training run (experiment, sites, seed) and its patient embeddings.
+"""`modaltune train` and `modaltune embed`: training runs (experiment, sites, seed) and their patient embeddings.
+
+`train` takes several seeds so that the demo pays the torch start-up once for all seeds of a model, and it can write
+the runs' embeddings itself (`--embed-site`), so the demo needs no separate embedding job per model; `embed` takes
+several seeds' models for the same reason. Real cohorts run one resumable job per run and per embedding file.
 
 Input paths follow the data contracts under ``--results``; ``--params`` is a JSON object holding the config
 sections model, slide_encoder, training, text and features.
@@ -14,21 +18,28 @@ SECTIONS = ("model", "slide_encoder", "training", "text", "features")
 
 
 def register(subparsers) -> None:
-    train = subparsers.add_parser("train", help="train one ModalTune model (one experiment, site group and seed)")
+    train = subparsers.add_parser("train", help="train ModalTune models (one experiment and site group, some seeds)")
     train.add_argument("--experiment", required=True)
     train.add_argument("--sites", nargs="+", required=True, help="sites trained on (several = pooled)")
-    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--seed", type=int, nargs="+", required=True, help="split seeds, one run each, in turn")
     train.add_argument("--results", default="results", help="folder holding cohort/, omics/, text/, features/")
-    train.add_argument("--out", required=True, help="results/models/{experiment}/{site or pooled}/seed{seed}")
+    train.add_argument("--out", required=True, nargs="+",
+                       help="results/models/{experiment}/{site or pooled}/seed{seed}, one per --seed")
+    train.add_argument("--embed-site", nargs="*", default=[],
+                       help="sites whose patients each trained run embeds (the workflow: the sites trained on)")
+    train.add_argument("--embeddings", nargs="*", default=[],
+                       help="embedding files to write: for each --seed in turn, one per --embed-site")
     train.add_argument("--params", required=True, help=f"JSON with the config sections {', '.join(SECTIONS)}")
     train.set_defaults(func=run_train)
 
-    embed = subparsers.add_parser("embed", help="patient embeddings of one site from a trained model")
-    embed.add_argument("--model", required=True, help="trained model folder (model.safetensors, config.json)")
+    embed = subparsers.add_parser("embed", help="patient embeddings of one site from trained models")
+    embed.add_argument("--model", required=True, nargs="+",
+                       help="trained model folders (model.safetensors, config.json), one per --seed")
     embed.add_argument("--site", required=True)
-    embed.add_argument("--seed", type=int, required=True)
+    embed.add_argument("--seed", type=int, required=True, nargs="+", help="the models' split seeds")
     embed.add_argument("--results", default="results")
-    embed.add_argument("--out", required=True, help="results/embeddings/{experiment}/{site}/seed{seed}.parquet")
+    embed.add_argument("--out", required=True, nargs="+",
+                       help="results/embeddings/{experiment}/{site}/seed{seed}.parquet, one per --seed")
     embed.add_argument("--gene-scaling", choices=("model", "target-train"), default="model",
                        help="z-score genes with the model's training statistics, or fit them on this site's training "
                             "split (out-of-distribution runs)")
@@ -57,35 +68,50 @@ def run_train(args) -> int:
     from modaltune.training.data import BagOptions, ExperimentData
     from modaltune.training.loop import train_model
 
+    if len(args.out) != len(args.seed):
+        raise SystemExit(f"modaltune train: {len(args.seed)} --seed but {len(args.out)} --out folders; give one each")
+    if len(args.embeddings) != len(args.seed) * len(args.embed_site):
+        raise SystemExit(f"modaltune train: --embeddings needs {len(args.seed) * len(args.embed_site)} files "
+                         "(for each --seed, one per --embed-site)")
     params = sections_from_json(args.params, SECTIONS)
     training = params["training"]
     torch.set_num_threads(training["threads"])
     results = Path(args.results)
-    sites = [site_files(results, site, args.seed, params["features"]["encoder"], params["text"]["encoder"])
-             for site in args.sites]
     grid = SLIDE_ENCODERS[params["slide_encoder"]["name"]]
     bags = BagOptions.for_encoder(grid, training["tile_cap"], training["slide_gap_px"])
-    data = ExperimentData(sites, args.seed, bags)
-    train_model(
-        data, [files.text for files in sites], results / "omics" / "pathways.parquet",
-        model_section=params["model"], slide_encoder_section=params["slide_encoder"], training=training,
-        projector_dim=params["text"]["projector_dim"], seed=args.seed, out_dir=args.out,
-        run_info={"experiment": args.experiment, "text_encoder": params["text"]["encoder"],
-                  "tile_encoder": params["features"]["encoder"]},
-    )
+    embeddings = iter(args.embeddings)
+    for seed, out in zip(args.seed, args.out, strict=True):
+        sites = [site_files(results, site, seed, params["features"]["encoder"], params["text"]["encoder"])
+                 for site in args.sites]
+        train_model(
+            ExperimentData(sites, seed, bags), [files.text for files in sites], results / "omics" / "pathways.parquet",
+            model_section=params["model"], slide_encoder_section=params["slide_encoder"], training=training,
+            projector_dim=params["text"]["projector_dim"], seed=seed, out_dir=out,
+            run_info={"experiment": args.experiment, "text_encoder": params["text"]["encoder"],
+                      "tile_encoder": params["features"]["encoder"]},
+        )
+        for site in args.embed_site:
+            embed_with(out, results, site, seed, next(embeddings), params)
     return 0
 
 
 def run_embed(args) -> int:
     import torch
 
+    if not len(args.model) == len(args.seed) == len(args.out):
+        raise SystemExit("modaltune embed: give as many --model folders and --out files as --seed values")
+    params = sections_from_json(args.params, SECTIONS)
+    torch.set_num_threads(params["training"]["threads"])
+    for model, seed, out in zip(args.model, args.seed, args.out, strict=True):
+        embed_with(model, Path(args.results), args.site, seed, out, params, args.gene_scaling)
+    return 0
+
+
+def embed_with(model: str | Path, results: Path, site: str, seed: int, out: str | Path, params: dict,
+               gene_scaling: str = "model") -> None:
+    """Embed one site's patients with a trained model: the `embed` command, and `train --embed-site`."""
     from modaltune.training.embed import embed_site
 
-    params = sections_from_json(args.params, SECTIONS)
-    training = params["training"]
-    torch.set_num_threads(training["threads"])
-    results = Path(args.results)
-    embed_site(args.model, site_files(results, args.site, args.seed, params["features"]["encoder"], None),
-               args.seed, args.out, gene_scaling=args.gene_scaling,
-               device=training["device"], precision=training["precision"])
-    return 0
+    embed_site(model, site_files(results, site, seed, params["features"]["encoder"], None), seed, out,
+               gene_scaling=gene_scaling, device=params["training"]["device"],
+               precision=params["training"]["precision"])

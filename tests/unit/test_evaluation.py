@@ -125,3 +125,33 @@ def test_figures_are_nonempty_images(tmp_path):
     for name in ["km.png", "tsne.png"]:
         image = np.asarray(Image.open(tmp_path / name).convert("L"))
         assert image.shape[0] > 100 and image.std() > 5  # something is drawn
+
+
+def test_evaluate_command_probes_several_embedding_files_like_separate_calls(tmp_path):
+    """The demo's batch rule probes all of a site's embedding files in one call; each JSON is the probe of its file."""
+    from modaltune.cli import main
+
+    first = synthetic_patients(seed=0)
+    second = first.assign(embedding=list(synthetic_patients(seed=1).embedding))  # same labels, other embeddings
+    cohort = first.drop(columns=["embedding", "split"]).assign(subtype="X")
+    cohort.to_parquet(tmp_path / "cohort.parquet")
+    pd.concat([first[["patient", "split"]].assign(seed=s) for s in (0, 1)]).to_parquet(tmp_path / "splits.parquet")
+    for name, patients in (("a", first), ("b", second)):
+        patients[["patient", "split"]].assign(task="general", embedding=[list(e) for e in patients.embedding]) \
+            .to_parquet(tmp_path / f"{name}.parquet")
+    outs = [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    argv = ["evaluate", "--embeddings", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"),
+            "--cohort", str(tmp_path / "cohort.parquet"), "--splits", str(tmp_path / "splits.parquet"),
+            "--experiment", "exp_a", "exp_b", "--site", "S1", "--seed", "0", "1", "--out", *outs]
+    assert main([*argv, "--source", "S2", "pooled"]) == 0
+    for out, patients, experiment, seed, source in zip(outs, (first, second), ("exp_a", "exp_b"), (0, 1),
+                                                       ("S2", "pooled"), strict=True):
+        result = json.loads(open(out).read())
+        expected = evaluate_embeddings(patients)
+        assert result["subtype"]["balanced_accuracy"] == pytest.approx(expected["subtype"]["balanced_accuracy"])
+        assert result["survival"]["c_index"] == pytest.approx(expected["survival"]["c_index"])
+        assert (result["experiment"], result["seed"], result["site"], result["source"]) == (experiment, seed, "S1",
+                                                                                             source)
+    assert main(argv) == 0 and "source" not in json.loads(open(outs[0]).read())
+    with pytest.raises(SystemExit, match="as many"):
+        main([*argv[:-1], "--source", "S2"])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import yaml
@@ -311,3 +312,34 @@ def test_cli_tile_and_report(slides, tmp_path):
         ]
     )
     assert code == 1
+
+
+def test_cli_tile_batch_writes_the_same_files_as_one_call_per_slide(slides, tmp_path):
+    """The demo's batch rule tiles several slides in one process: same tables, QC images and status records."""
+    names = ["pen_40x", "corrupt"]
+    params = json.dumps({"on_error": "skip"})
+
+    def outputs(folder, name):
+        return [str(folder / f"{name}.{suffix}") for suffix in ("parquet", "png", "json")]
+
+    single, batch = tmp_path / "single", tmp_path / "batch"
+    single.mkdir(), batch.mkdir()
+    for name in names:
+        tiles, qc, status = outputs(single, name)
+        argv = ["tile", "--slide", str(slides[name][0]), "--tiles", tiles, "--qc", qc, "--status", status]
+        assert main([*argv, "--params", params]) == 0
+    paired = [outputs(batch, name) for name in names]
+    argv = ["tile", "--slide", *[str(slides[name][0]) for name in names], "--tiles", *[p[0] for p in paired],
+            "--qc", *[p[1] for p in paired], "--status", *[p[2] for p in paired], "--params", params]
+    assert main(argv) == 0
+    for name in names:
+        for one, many in zip(outputs(single, name), outputs(batch, name), strict=True):
+            if one.endswith(".parquet"):
+                pd.testing.assert_frame_equal(pd.read_parquet(one), pd.read_parquet(many))
+            elif one.endswith(".json"):
+                assert json.loads(Path(one).read_text()) == json.loads(Path(many).read_text())
+            else:
+                assert Path(one).read_bytes() == Path(many).read_bytes()
+    with pytest.raises(SystemExit, match="as many"):
+        main(["tile", "--slide", *[str(slides[name][0]) for name in names], "--tiles", paired[0][0],
+              "--qc", paired[0][1], "--params", params])

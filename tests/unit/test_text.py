@@ -329,6 +329,18 @@ def test_embed_text_command_writes_the_cache_contract(tmp_path):
     assert np.stack(table["embedding"]).shape == (4, 384) and table["embedding"].iloc[0].dtype == np.float32
     assert meta["text_encoder"] == "minilm" and meta["dim"] == 384 and meta["seed"] == 0
 
+    # the demo's batch rule: several tables in one call, each written as a call of its own writes it
+    write_parquet(prompts.iloc[::-1], tmp_path / "BRCA_seed1_prompts.parquet", metadata={"site": "BRCA", "seed": 1})
+    outs = [tmp_path / "both0.parquet", tmp_path / "both1.parquet"]
+    assert main(["embed-text", "--prompts", *(str(tmp_path / f"BRCA_seed{seed}_prompts.parquet") for seed in (0, 1)),
+                 "--encoder", "minilm", "--out", *map(str, outs), "--params", '{"device": "cpu"}']) == 0
+    pd.testing.assert_frame_equal(read_parquet(outs[0])[0], table)
+    second, meta = read_parquet(outs[1])
+    assert meta["seed"] == 1 and second["patient"].tolist() == table["patient"].iloc[::-1].tolist()
+    with pytest.raises(SystemExit, match="one --out file per --prompts"):
+        main(["embed-text", "--prompts", str(tmp_path / "BRCA_seed0_prompts.parquet"), "--encoder", "minilm",
+              "--out", *map(str, outs)])
+
 
 # --- CONCH text tower from a tiny checkpoint under CONCH's key names ---------------------------------------------
 

@@ -315,3 +315,39 @@ def test_every_trainable_group_of_the_demo_model_moves(cohort, tmp_path):
         moved = torch.cat([(trained[k] - start[k]).abs().flatten() for k in start
                            if k.startswith(group) and start[k].is_floating_point()])
         assert moved.median() >= 0.5 * training["lr"], group
+
+
+def test_one_train_command_for_several_seeds_equals_one_command_per_seed(cohort, tmp_path):
+    """The demo's batch job (all seeds, embeddings written by the training job) gives the same models and
+    embeddings as one `train` per seed followed by `embed`."""
+    import shutil
+
+    from modaltune.cli import main
+
+    root = tmp_path / "results"
+    shutil.copytree(cohort, root)
+    splits = pd.read_parquet(root / "cohort" / "S1_splits.parquet")
+    pd.concat([splits, splits.assign(seed=1)]).to_parquet(root / "cohort" / "S1_splits.parquet")
+    shutil.copy(root / "text" / "S1_seed0_minilm.parquet", root / "text" / "S1_seed1_minilm.parquet")
+    model, encoder, training = sections(epochs=1)
+    params = json.dumps({"model": model, "slide_encoder": encoder, "training": training,
+                         "text": {"encoder": "minilm", "projector_dim": 16}, "features": {"encoder": "tiny"}})
+    common = ["--experiment", "demo", "--sites", "S1", "--results", str(root), "--params", params]
+    batch = [tmp_path / "batch" / f"seed{seed}" for seed in (0, 1)]
+    embeddings = [tmp_path / "batch" / f"seed{seed}.parquet" for seed in (0, 1)]
+    assert main(["train", *common, "--seed", "0", "1", "--out", *map(str, batch),
+                 "--embed-site", "S1", "--embeddings", *map(str, embeddings)]) == 0
+    single = tmp_path / "single" / "seed0"
+    assert main(["train", *common, "--seed", "0", "--out", str(single)]) == 0
+    assert main(["embed", "--model", str(single), "--site", "S1", "--seed", "0", "--results", str(root),
+                 "--out", str(tmp_path / "single.parquet"), "--params", params]) == 0
+
+    a, b = load_file(str(batch[0] / "model.safetensors")), load_file(str(single / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(pd.read_parquet(embeddings[0]), pd.read_parquet(tmp_path / "single.parquet"))
+    assert json.loads((batch[1] / "config.json").read_text())["seed"] == 1
+    seed1 = load_file(str(batch[1] / "model.safetensors"))
+    assert not all(torch.equal(a[k], seed1[k]) for k in a)  # a run per seed, not one run copied
+    assert set(pd.read_parquet(embeddings[1])["patient"]) == set(splits["patient"])
+    with pytest.raises(SystemExit, match="one per --embed-site"):
+        main(["train", *common, "--seed", "0", "--out", str(single), "--embed-site", "S1"])

@@ -1,11 +1,9 @@
-"""The demo end to end: `snakemake all` in a temporary directory (once per test session), then its tables, figures,
-the planted signal and the Snakemake report."""
+"""The demo end to end: `snakemake all` in a temporary directory (once per test session, tests/workflow/conftest.py),
+then its tables, figures, the planted signal and the Snakemake report."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from snakemake_cli import snakemake
 
 from modaltune.baselines.registry import BASELINES
 from modaltune.evaluation import summarise_seeds
 from modaltune.io import read_parquet
 
 REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 DEMO = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
 SITES = DEMO["demo"]["sites"]
 SEEDS = DEMO["cohort"]["seeds"]
@@ -35,21 +33,10 @@ METRICS = {"subtype": "balanced_accuracy", "survival": "c_index"}
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
-         "--workflow-profile", "none", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=3600,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    """The working directory of a finished `all` run of the demo config."""
-    workdir = tmp_path_factory.mktemp("demo_run")
-    run = snakemake(workdir, "--cores", "2", "all")
-    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
-    return workdir
+def demo(demo_run) -> Path:
+    """The working directory of a finished `all` run of the demo config (tests/workflow/conftest.py)."""
+    return demo_run
 
 
 def probe(demo: Path, *parts: str) -> dict:
@@ -218,8 +205,7 @@ def test_gigapath_lp_probes_modaltunes_starting_encoder(demo):
 
 
 def test_report_gathers_tables_and_figures(demo):
-    run = snakemake(demo, "--report", "results/report.html")
-    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    snakemake(demo, "--report", "results/report.html")
     html = (demo / "results" / "report.html").read_text(errors="replace")
     assert len(html) > 10_000
     for name in ["results.html", "ood.html", "tsne", "km"]:

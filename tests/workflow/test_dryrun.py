@@ -4,6 +4,7 @@ Nothing runs: `snakemake --dry-run` plans the jobs and the tests read that plan.
 (empty) input files, since only their names matter for planning.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def outputs_of(jobs, rule=None):
-    return {path for job in jobs if rule in (None, job.rule) for path in job.outputs}
+    """Outputs of `rule`'s jobs, its demo batch rules (`<rule>_batch<N>`) included; of every job without a rule."""
+    return {path for job in jobs if rule is None or is_rule(job, rule) for path in job.outputs}
+
+
+def is_rule(job, rule):
+    return re.fullmatch(rf"{rule}(_batch\d+)?", job.rule) is not None
 
 
 def names_site(path, site):
@@ -57,6 +63,25 @@ def test_site_target_plans_that_site_only(tmp_path, demo_sites):
     assert not mentions(results, rcc), "an RCC slide is planned for the NSCLC target"
     assert not {path for path in results if "RCC" in Path(path).name or "/RCC/" in path}
     assert "results/sites/NSCLC.done" in results
+
+
+def test_demo_batches_small_jobs_and_real_cohorts_do_not(tmp_path):
+    """The demo pays each process start-up once per batch: no job per slide, per training run, per embedding file or
+    per probe; the real-data template keeps one resumable job for each."""
+    demo = dry_run(tmp_path / "demo", "all")
+    per_item = {"tile", "extract_features", "embed_text", "train", "embed", "embed_ood", "evaluate", "evaluate_ood"}
+    assert not per_item & {job.rule for job in demo}
+    batches = {re.sub(r"\d+$", "", job.rule) for job in demo if re.search(r"_batch\d+$", job.rule)}
+    assert {"tile_batch", "extract_features_batch", "embed_text_batch", "train_batch", "embed_ood_batch",
+            "evaluate_batch"} <= batches
+    n_slides = sum(len(inputs["slide_ids"]) for inputs in demo_site_inputs(DEMO_CONFIG["demo"], root="results/demo").values())
+    assert len(outputs_of(demo, "tile")) == 3 * n_slides
+    assert sum(is_rule(job, "tile") for job in demo) <= n_slides / 10
+
+    placeholders = placeholder_tcga_config(tmp_path / "inputs")
+    real = dry_run(tmp_path / "run", "--configfile", TCGA_CONFIG, placeholders)
+    assert {"tile", "extract_features", "embed_text", "train", "embed", "evaluate"} <= {job.rule for job in real}
+    assert not [job.rule for job in real if "_batch" in job.rule]
 
 
 def test_site_target_covers_every_site_output_of_all(tmp_path, demo_sites):

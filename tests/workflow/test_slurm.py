@@ -85,9 +85,14 @@ def test_demo_tiling_runs_as_slurm_jobs(slurm_partition, tmp_path):
     )
 
     env = {**SLURM_ENV, "SLURM_CONF": cluster_env["SLURM_CONF"], "MODALTUNE_SLURM_PARTITION": partition}
+    # one tile job per slide, as real cohorts: the demo's own batch rules would put both slides in one job anyway
+    # (a --configfile replaces the demo config, so the demo's is given first)
+    per_slide = tmp_path / "per_slide.yaml"
+    per_slide.write_text("slides: {slides_per_job: 1}\n")
     run = snakemake(
         tmp_path,
         *targets,
+        "--configfile", REPO / "config" / "demo.yaml", per_slide,
         "--profile", SLURM_PROFILE,
         "--cores", str(min(2, node_cpus)),  # the profile's per-job CPU cap, lowered to fit this node
         "--slurm-status-command", "squeue",  # no accounting database: sacct cannot answer

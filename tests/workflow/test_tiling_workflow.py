@@ -1,75 +1,32 @@
-"""The demo tiling stage through Snakemake, in a temporary working directory, for one small demo site."""
+"""The demo's tiling stage: tile tables, QC images and status records of every slide, the failed-slide table and
+its logs, read from the session's demo run (tests/workflow/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from snakemake_cli import snakemake
 
 from modaltune.config import load
 from modaltune.io import read_parquet
 from modaltune.synth.cohort import plan_site
 
 REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-DEMO_CONFIG = REPO / "config" / "demo.yaml"
-SITE = "NSCLC"
-# One site, the schema's minimum of patients: about a dozen slides including the empty and the corrupt one; no
-# out-of-distribution pairs (the demo config runs NSCLC <-> RCC). A config file replaces the demo config instead of
-# being merged over it, so this overlay is passed after demo.yaml.
-DEMO_OVERRIDE = {"demo": {"sites": [SITE], "patients_per_site": 10}, "evaluation": {"ood": []}}
+DEMO = load([REPO / "config" / "demo.yaml"])["demo"]
 
 pytestmark = pytest.mark.workflow
 
 
-def _path_without_the_venv() -> str:
-    """PATH without the folder of this interpreter (the venv's bin), as for a user who never activated the venv."""
-    kept = [
-        folder for folder in os.environ.get("PATH", "").split(os.pathsep)
-        if folder and Path(folder).resolve() != SNAKEMAKE.parent.resolve()
-    ]  # fmt: skip
-    return os.pathsep.join(kept)
-
-
-def _snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`.venv/bin/snakemake` called by its path with the venv NOT on PATH: every rule must find the library through
-    the workflow's own interpreter ({MODALTUNE} in common.smk), not a `modaltune` command on PATH."""
-    path = _path_without_the_venv()
-    assert shutil.which("modaltune", path=path) is None, f"a `modaltune` command is on PATH {path}"
-    return subprocess.run(
-        [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), *args],
-        cwd=cwd,
-        env=dict(os.environ, PATH=path),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 @pytest.fixture(scope="module")
-def tiled(tmp_path_factory):
-    """A finished tiling run: (working directory, the demo plan of its site)."""
-    workdir = tmp_path_factory.mktemp("tiling_run")
-    config_file = workdir / "small.yaml"
-    config_file.write_text(yaml.safe_dump(DEMO_OVERRIDE))
-    run = _snakemake(
-        "--directory", str(workdir), "--configfile", str(DEMO_CONFIG), str(config_file), "--cores", "2",
-        "results/qc/failed_slides.tsv", "results/qc/tiling_summary.tsv",
-        cwd=workdir,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-4000:]
-    demo = load([DEMO_CONFIG, config_file])["demo"]
-    return workdir, plan_site(SITE, demo)
+def tiled(demo_run):
+    """A finished demo run: (working directory, {slide: kind} of the demo plan of every site)."""
+    kinds = {slide.slide_id: slide.kind for site in DEMO["sites"] for slide in plan_site(site, DEMO).slides}
+    return demo_run, kinds
 
 
 def test_every_slide_gets_tiles_qc_and_status(tiled):
-    workdir, plan = tiled
-    kinds = {slide.slide_id: slide.kind for slide in plan.slides}
+    workdir, kinds = tiled
     assert {"empty", "corrupt", "pen"} <= set(kinds.values())
     for slide, kind in kinds.items():
         tiles, meta = read_parquet(workdir / "results" / "tiles" / f"{slide}.parquet")
@@ -83,25 +40,22 @@ def test_every_slide_gets_tiles_qc_and_status(tiled):
 
 
 def test_failed_slides_table_lists_the_corrupt_and_the_blank_slides(tiled):
-    workdir, plan = tiled
-    expected = {slide.slide_id: {"corrupt": "failed", "empty": "no tissue"}[slide.kind]
-                for slide in plan.slides if slide.kind in ("corrupt", "empty")}  # fmt: skip
+    workdir, kinds = tiled
+    expected = {slide: {"corrupt": "failed", "empty": "no tissue"}[kind]
+                for slide, kind in kinds.items() if kind in ("corrupt", "empty")}  # fmt: skip
+    assert len(expected) == 2 * len(DEMO["sites"])  # one of each per site
     lines = (workdir / "results" / "qc" / "failed_slides.tsv").read_text().splitlines()
     assert lines[0] == "slide\tstatus\treason"
     rows = [line.split("\t") for line in lines[1:]]
     assert {slide: status for slide, status, _ in rows} == expected
     assert all(".svs" in reason for _, status, reason in rows if status == "failed")  # the reason names the file
-    empty = next(slide.slide_id for slide in plan.slides if slide.kind == "empty")
-    assert "no tile reaches" in (workdir / "results" / "logs" / "tile" / f"{empty}.log").read_text()
+    # the demo tiles in batches: the empty slide's warning is in its batch's log
+    empty = next(slide for slide, kind in kinds.items() if kind == "empty")
+    logs = [path.read_text() for path in (workdir / "results" / "logs" / "tile").glob("*.log")]
+    assert any(f"slide {empty}: no tile reaches" in log for log in logs)
 
 
 def test_rerun_has_nothing_to_do(tiled):
     workdir, _ = tiled
-    run = _snakemake(
-        "--directory", str(workdir), "--configfile", str(DEMO_CONFIG), str(workdir / "small.yaml"), "--cores", "1",
-        "-n",
-        "results/qc/failed_slides.tsv", "results/qc/tiling_summary.tsv",
-        cwd=workdir,
-    )  # fmt: skip
-    assert run.returncode == 0 and "Nothing to be done" in run.stdout + run.stderr
-
+    run = snakemake(workdir, "--cores", "1", "--dry-run", "all")
+    assert "Nothing to be done" in run.stdout + run.stderr

@@ -1,6 +1,8 @@
 # Functions and settings of the evaluation, figure and report rules (evaluate.smk, figures.smk, report.smk),
 # kept apart from the rules as the linter asks.
 
+from typing import NamedTuple
+
 from modaltune.evaluation.cli import FROZEN_SECTIONS
 
 EVALUATION = config["evaluation"]
@@ -56,6 +58,20 @@ def ood_inputs(wildcards):
     return trained_model_inputs(wildcards.site, wildcards.seed, ood_model_folder(wildcards))
 
 
+def ood_embed_batches():
+    """(experiment, source, target, seeds) of the demo's out-of-distribution embedding jobs."""
+    runs = dict.fromkeys(OOD_RUNS)
+    return [(*run, seeds) for run in runs for seeds in seed_batches(TRAINING["seeds_per_job"])]
+
+
+def ood_batch_inputs(experiment, source, target, seeds):
+    inputs = site_inputs([target], seeds[0], with_text=False)
+    folders = [f"results/models/{experiment}/{source}/seed{seed}" for seed in seeds]
+    inputs.update(model=[f"{folder}/model.safetensors" for folder in folders],
+                  model_config=[f"{folder}/config.json" for folder in folders])
+    return inputs
+
+
 def ood_model_folder(wildcards):
     return f"results/models/{wildcards.experiment}/{wildcards.source}/seed{wildcards.seed}"
 
@@ -86,6 +102,55 @@ def ood_probe_files():
         for experiment, source, target in OOD_RUNS
         for seed in SEEDS
     ]
+
+
+class ProbeBatch(NamedTuple):
+    """The probes of one demo evaluation job: embedding files of one site, in-domain or out-of-distribution."""
+
+    site: str
+    experiments: list
+    seeds: list
+    sources: list  # the models' training sites for out-of-distribution probes; empty for in-domain ones
+    name: str  # "in_domain", "pooled" or "ood"
+
+    def _paths(self, kind, suffix):
+        if self.sources:
+            return [f"results/ood/{kind}/{e}/{source}/{self.site}/seed{seed}.{suffix}"
+                    for e, source, seed in zip(self.experiments, self.sources, self.seeds, strict=True)]
+        return [f"results/{kind}/{e}/{self.site}/seed{seed}.{suffix}"
+                for e, seed in zip(self.experiments, self.seeds, strict=True)]
+
+    @property
+    def embedding_files(self):
+        return self._paths("embeddings", "parquet")
+
+    @property
+    def probe_files(self):
+        return self._paths("probes", "json")
+
+    @property
+    def log(self):
+        return f"results/logs/evaluate/{self.site}/{self.name}_{self.experiments[0]}_seed{self.seeds[0]}.log"
+
+
+def probe_batches():
+    """Every probe file, `evaluation.probes_per_job` of one site per batch (in-domain, pooled and OOD apart)."""
+    size = EVALUATION["probes_per_job"]
+    batches = []
+    for site in SITES:
+        # a pooled model's probes stay apart, so a site's target (results/sites/{site}.done) trains no pooled model
+        in_domain, pooled = [], []
+        for experiment, sites in probed_sites().items():
+            if site in sites:
+                runs = pooled if EXPERIMENTS.get(experiment, {}).get("pooled") else in_domain
+                runs += [(experiment, seed, None) for seed in probe_seeds(experiment, site)]
+        ood = [(e, seed, source) for e, source, target in OOD_RUNS if target == site for seed in SEEDS]
+        for name, runs in (("in_domain", in_domain), ("pooled", pooled), ("ood", ood)):
+            for start in range(0, len(runs), size):
+                chunk = runs[start : start + size]
+                experiments, seeds, sources = (list(column) for column in zip(*chunk, strict=True))
+                batches.append(ProbeBatch(site, experiments, seeds, sources if name == "ood" else [], name))
+    return batches
 
 
 # ---- figures ----

@@ -1,5 +1,7 @@
 # Helpers of rules/train.smk: experiments, site groups, inputs and targets of the train and embed rules.
 
+from typing import NamedTuple
+
 from modaltune.training.cli import SECTIONS as TRAIN_SECTIONS
 
 TRAINING = config["training"]
@@ -66,6 +68,60 @@ def embed_inputs(wildcards):
 def embed_model_folder(wildcards):
     group = model_group(wildcards.experiment, wildcards.site)
     return f"results/models/{wildcards.experiment}/{group}/seed{wildcards.seed}"
+
+
+MODEL_FILES = ("model.safetensors", "config.json", "history.csv")
+
+
+class TrainBatch(NamedTuple):
+    """The runs of one demo training job: some seeds of one experiment and site group; each embeds its sites."""
+
+    experiment: str
+    group: str
+    sites: list
+    seeds: list
+
+    @property
+    def folders(self):
+        return [f"results/models/{self.experiment}/{self.group}/seed{seed}" for seed in self.seeds]
+
+    @property
+    def embedding_files(self):
+        """For each seed in turn, one file per site (the order `modaltune train --embeddings` expects)."""
+        return [f"results/embeddings/{self.experiment}/{site}/seed{seed}.parquet"
+                for seed in self.seeds for site in self.sites]
+
+    @property
+    def log(self):
+        return f"results/logs/train/{self.experiment}/{self.group}/seeds{'-'.join(map(str, self.seeds))}.log"
+
+
+def seed_batches(size):
+    """The split seeds in batches of `size`, for the demo's batch rules."""
+    return [SEEDS[start : start + size] for start in range(0, len(SEEDS), size)]
+
+
+def train_batches():
+    """Every training run, `training.seeds_per_job` seeds of one experiment and site group per batch."""
+    batches = []
+    for experiment in EXPERIMENTS:
+        sites = experiment_sites(experiment)
+        groups = {POOLED: sites} if EXPERIMENTS[experiment]["pooled"] else {site: [site] for site in sites}
+        for group, trained_on in groups.items():
+            batches += [TrainBatch(experiment, group, trained_on, seeds)
+                        for seeds in seed_batches(TRAINING["seeds_per_job"])]
+    return batches
+
+
+def train_batch_inputs(job):
+    """Inputs of a batch job: each seed's training inputs, without repeats."""
+    parts = [site_inputs(job.sites, seed, with_text=True) for seed in job.seeds]
+    inputs = {"pathways": ["results/omics/pathways.parquet"]}
+    for part in parts:
+        for key, value in part.items():
+            inputs.setdefault(key, [])
+            inputs[key] += [path for path in ([value] if isinstance(value, str) else value) if path not in inputs[key]]
+    return inputs
 
 
 def embedding_targets():
