@@ -65,7 +65,7 @@ def run_train(args) -> int:
              for site in args.sites]
     grid = SLIDE_ENCODERS[params["slide_encoder"]["name"]]
     bags = BagOptions.for_encoder(grid, training["tile_cap"], training["slide_gap_px"])
-    data = ExperimentData(sites, args.seed, bags)
+    data = ExperimentData(sites, args.seed, bags, with_genes=params["model"]["transcriptomics"] == "genes")
     train_model(
         data, [files.text for files in sites], results / "omics" / "pathways.parquet",
         model_section=params["model"], slide_encoder_section=params["slide_encoder"], training=training,
