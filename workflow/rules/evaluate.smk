@@ -68,7 +68,7 @@ rule embed_ood:
         "results/logs/embed_ood/{experiment}/{source}/{site}/seed{seed}.log",
     params:
         model=ood_model_folder,
-        sections=sections_json(TRAIN_SECTIONS),
+        sections=experiment_sections_json,
     threads: TRAINING["threads"]
     resources:
         mem_mb=TRAINING["mem_mb"],
@@ -106,5 +106,5 @@ rule evaluate_ood:
         "--seed {wildcards.seed} --out {output:q} > {log} 2>&1"
 
 
-TARGETS.append(probe_files)
+TARGETS.append(all_probe_files)
 TARGETS.append(ood_probe_files)

@@ -15,10 +15,22 @@ if FIGURE_SEED not in SEEDS:
     raise WorkflowError(f"evaluation.figure_seed {FIGURE_SEED} is not one of cohort.seeds {SEEDS}")
 
 
-def probed_sites():
-    """{experiment: sites} of every in-domain probe, the frozen baseline first (the table's first row)."""
+ABLATIONS = [name for name, experiment in EXPERIMENTS.items() if experiment["ablation"]]
+ABLATION_REFERENCE = EVALUATION["ablation_reference"]
+if ABLATIONS and ABLATION_REFERENCE is not None and ABLATION_REFERENCE not in EXPERIMENTS:
+    raise WorkflowError(f"evaluation.ablation_reference '{ABLATION_REFERENCE}' is not an experiment "
+                        f"({list(EXPERIMENTS)}); name the ModalTune experiment or set it to null")
+
+
+def probed_sites(ablations=False):
+    """{experiment: sites} of every in-domain probe of the results table, the frozen baseline first (the table's
+    first row); with `ablations`, those of the ablation table: the ablations, then the reference experiment."""
+    if ablations:
+        names = ABLATIONS + [ABLATION_REFERENCE] * (ABLATION_REFERENCE is not None and ABLATION_REFERENCE not in
+                                                    ABLATIONS)
+        return {name: experiment_sites(name) for name in names}
     probed = {FROZEN["name"]: list(SITES)} if FROZEN["enabled"] else {}
-    probed.update({experiment: experiment_sites(experiment) for experiment in EXPERIMENTS})
+    probed.update({name: experiment_sites(name) for name in EXPERIMENTS if name not in ABLATIONS})
     return probed
 
 
@@ -67,24 +79,29 @@ def frozen_seeds(site):
 
 
 def probe_seeds(experiment, site):
-    return frozen_seeds(site) if experiment == FROZEN["name"] else SEEDS
+    return frozen_seeds(site) if experiment == FROZEN["name"] else experiment_seeds(experiment)
 
 
-def probe_files():
-    """In-domain probe files, frozen baseline first, then the experiments in config order."""
+def probe_files(ablations=False):
+    """In-domain probe files of the results table (frozen baseline first, then the experiments in config order) or
+    of the ablation table."""
     return [
         f"results/probes/{experiment}/{site}/seed{seed}.json"
-        for experiment, sites in probed_sites().items()
+        for experiment, sites in probed_sites(ablations).items()
         for site in sites
         for seed in probe_seeds(experiment, site)
     ]
+
+
+def all_probe_files():
+    return list(dict.fromkeys(probe_files() + probe_files(ablations=True)))
 
 
 def ood_probe_files():
     return [
         f"results/ood/probes/{experiment}/{source}/{target}/seed{seed}.json"
         for experiment, source, target in OOD_RUNS
-        for seed in SEEDS
+        for seed in experiment_seeds(experiment)
     ]
 
 
@@ -110,7 +127,7 @@ def tsne_title(wildcards):
 
 
 def figure_targets():
-    probed = probed_sites()
+    probed = probed_sites()  # the ablations have no figures
     return [f"results/figures/km/{e}/{site}.png" for e, sites in probed.items() for site in sites] + [
         f"results/figures/tsne/{e}.png" for e in probed
     ]
@@ -138,4 +155,6 @@ def table_targets():
     tables = [f"results/tables/results.{suffix}" for suffix in ("csv", "md", "html")]
     if OOD_RUNS:
         tables += [f"results/tables/ood.{suffix}" for suffix in ("csv", "md", "html")]
+    if ABLATIONS:
+        tables += [f"results/tables/ablations.{suffix}" for suffix in ("csv", "md", "html")]
     return tables

@@ -21,7 +21,7 @@ rule train:
         "results/logs/train/{experiment}/{group}/seed{seed}.log",
     params:
         sites=train_site_names,
-        sections=sections_json(TRAIN_SECTIONS),
+        sections=experiment_sections_json,
     threads: TRAINING["threads"]
     resources:
         mem_mb=TRAINING["mem_mb"],
@@ -47,7 +47,7 @@ rule embed:
         "results/logs/embed/{experiment}/{site}/seed{seed}.log",
     params:
         model=embed_model_folder,
-        sections=sections_json(TRAIN_SECTIONS),
+        sections=experiment_sections_json,
     threads: TRAINING["threads"]
     resources:
         mem_mb=TRAINING["mem_mb"],

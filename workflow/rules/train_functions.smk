@@ -16,6 +16,22 @@ def experiment_sites(experiment):
     return chosen
 
 
+def experiment_seeds(experiment):
+    """The model seeds of an experiment: its own `seeds` (e.g. a cheaper ablation), else cohort.seeds."""
+    return EXPERIMENTS[experiment].get("seeds") or SEEDS
+
+
+def experiment_sections_json(wildcards):
+    """The config sections of a train/embed job with the experiment's model/training/text overrides merged in."""
+    sections = modaltune.config.experiment_sections(config, wildcards.experiment)
+    return json.dumps({name: sections[name] for name in TRAIN_SECTIONS}, sort_keys=True)
+
+
+def uses_genes(experiment):
+    sections = modaltune.config.experiment_sections(config, experiment)
+    return sections["model"]["transcriptomics"] == "genes"
+
+
 def model_group(experiment, site):
     """The model folder a site's embeddings come from: the site's own model, or the experiment's pooled one."""
     return POOLED if EXPERIMENTS[experiment]["pooled"] else site
@@ -27,13 +43,14 @@ def group_sites(wildcards):
     return [wildcards.group]
 
 
-def site_inputs(sites, seed, with_text):
+def site_inputs(sites, seed, with_text, with_genes=True):
     inputs = {
         "cohort": [f"results/cohort/{site}.parquet" for site in sites],
         "splits": [f"results/cohort/{site}_splits.parquet" for site in sites],
-        "omics": [f"results/omics/{site}.parquet" for site in sites],
         "features": [feature_manifest(site) for site in sites],
     }
+    if with_genes:  # the Single Modal ablation reads no gene table
+        inputs["omics"] = [f"results/omics/{site}.parquet" for site in sites]
     if with_text:
         inputs["text"] = [f"results/text/{site}_seed{seed}_{TEXT_ENCODER}.parquet" for site in sites]
     if config["slide_encoder"]["weights"]:  # every job that builds the slide encoder reads it
@@ -42,8 +59,10 @@ def site_inputs(sites, seed, with_text):
 
 
 def train_inputs(wildcards):
-    inputs = site_inputs(group_sites(wildcards), wildcards.seed, with_text=True)
-    inputs["pathways"] = "results/omics/pathways.parquet"
+    with_genes = uses_genes(wildcards.experiment)
+    inputs = site_inputs(group_sites(wildcards), wildcards.seed, with_text=True, with_genes=with_genes)
+    if with_genes:
+        inputs["pathways"] = "results/omics/pathways.parquet"
     return inputs
 
 
@@ -51,15 +70,16 @@ def train_site_names(wildcards):
     return " ".join(group_sites(wildcards))
 
 
-def trained_model_inputs(site, seed, folder):
+def trained_model_inputs(site, seed, folder, with_genes=True):
     """Inputs of a job that embeds a site's patients with the trained model in `folder` (embed, embed_ood)."""
-    inputs = site_inputs([site], seed, with_text=False)
+    inputs = site_inputs([site], seed, with_text=False, with_genes=with_genes)
     inputs.update(model=f"{folder}/model.safetensors", model_config=f"{folder}/config.json")
     return inputs
 
 
 def embed_inputs(wildcards):
-    return trained_model_inputs(wildcards.site, wildcards.seed, embed_model_folder(wildcards))
+    return trained_model_inputs(wildcards.site, wildcards.seed, embed_model_folder(wildcards),
+                                uses_genes(wildcards.experiment))
 
 
 def embed_model_folder(wildcards):
@@ -72,7 +92,7 @@ def embedding_targets():
         f"results/embeddings/{experiment}/{site}/seed{seed}.parquet"
         for experiment in EXPERIMENTS
         for site in experiment_sites(experiment)
-        for seed in SEEDS
+        for seed in experiment_seeds(experiment)
     ]
 
 
