@@ -15,7 +15,7 @@ if FIGURE_SEED not in SEEDS:
     raise WorkflowError(f"evaluation.figure_seed {FIGURE_SEED} is not one of cohort.seeds {SEEDS}")
 
 
-ABLATIONS = [name for name, experiment in EXPERIMENTS.items() if experiment["ablation"]]
+ABLATIONS = [name for name, experiment in EXPERIMENTS.items() if experiment.get("ablation", False)]
 ABLATION_REFERENCE = EVALUATION["ablation_reference"]
 if ABLATIONS and ABLATION_REFERENCE is not None and ABLATION_REFERENCE not in EXPERIMENTS:
     raise WorkflowError(f"evaluation.ablation_reference '{ABLATION_REFERENCE}' is not an experiment "
