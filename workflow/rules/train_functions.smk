@@ -21,15 +21,18 @@ def experiment_seeds(experiment):
     return EXPERIMENTS[experiment].get("seeds") or SEEDS
 
 
+# Each experiment's config: its model/training/text overrides merged over the top-level sections.
+EXPERIMENT_CONFIG = {name: modaltune.config.experiment_sections(config, name) for name in EXPERIMENTS}
+
+
 def experiment_sections_json(wildcards):
-    """The config sections of a train/embed job with the experiment's model/training/text overrides merged in."""
-    sections = modaltune.config.experiment_sections(config, wildcards.experiment)
+    """The config sections of a train/embed job, with the experiment's overrides."""
+    sections = EXPERIMENT_CONFIG[wildcards.experiment]
     return json.dumps({name: sections[name] for name in TRAIN_SECTIONS}, sort_keys=True)
 
 
 def uses_genes(experiment):
-    sections = modaltune.config.experiment_sections(config, experiment)
-    return sections["model"]["transcriptomics"] == "genes"
+    return EXPERIMENT_CONFIG[experiment]["model"]["transcriptomics"] == "genes"
 
 
 def model_group(experiment, site):
