@@ -125,6 +125,13 @@ def validate_sections(config: dict[str, Any]) -> dict[str, Any]:
 def check_combinations(config: Mapping[str, Any]) -> None:
     """Settings that are valid one by one but cannot work together."""
     model, text = config["model"], config["text"]
+    if model["finetuning"] == "lora":
+        from modaltune.models.slide_encoder import SLIDE_ENCODERS  # imports torch: only for LoRA configs
+
+        encoder = SLIDE_ENCODERS.get(config["slide_encoder"]["name"])
+        if encoder is not None and model["lora"]["rank"] > encoder.embed_dim:
+            raise ConfigError(f"config error: key 'model.lora.rank': {model['lora']['rank']} exceeds the width "
+                              f"{encoder.embed_dim} of the attention projections of slide encoder '{encoder.name}'")
     width = TEXT_WIDTHS[text["encoder"]]
     if model["projector"] == "none" and text["projector_dim"] != width:
         raise ConfigError(f"config error: key 'text.projector_dim': model.projector none compares the model output "

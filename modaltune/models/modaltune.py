@@ -117,10 +117,11 @@ class ModalTune(nn.Module):
 
 
 def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
-                    pathway_genes: Sequence[Sequence[int]], n_genes: int) -> ModalTune:
+                    pathway_genes: Sequence[Sequence[int]], n_genes: int) -> nn.Module:
     """The model from the config sections ``model`` (modaltune/schema/model.yaml) and ``slide_encoder``.
 
-    With ``model.transcriptomics`` "learned" (Single Modal) the pathways and genes are unused (pass [] and 0).
+    With ``model.transcriptomics`` "learned" (Single Modal) the pathways and genes are unused (pass [] and 0);
+    ``model.finetuning`` "lora" returns :class:`modaltune.models.lora.ModalTuneLoRA` (no adapter).
     """
     from modaltune.models import create_slide_encoder
 
@@ -135,6 +136,16 @@ def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
             pathway_genes, n_genes, out_dim=encoder.config.embed_dim, latent_dim=omics["latent_dim"],
             depth=omics["depth"], token_expansion=omics["token_expansion"],
             channel_expansion=omics["channel_expansion"], dropout=omics["dropout"], n_tokens=omics["tokens"],
+        )
+    if model["finetuning"] == "lora":
+        from modaltune.models.lora import ModalTuneLoRA
+
+        lora = model["lora"]
+        return ModalTuneLoRA(
+            encoder, omics_encoder, tasks=model["tasks"], prompt_tokens=model["prompt_tokens"],
+            output_dim=model["output_dim"], token_aggregation=model["token_aggregation"], rank=lora["rank"],
+            alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["targets"],
+            frozen_encoder_dropout=model["frozen_encoder_dropout"],
         )
     adapter = model["adapter"]
     return ModalTune(

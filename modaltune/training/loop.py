@@ -244,9 +244,12 @@ def _write_history(history: list[dict[str, Any]], path: Path) -> None:
 
 
 def encoder_fingerprint(model: ModalTune) -> str:
-    """SHA-256 over the frozen encoder's tensors: embedding later checks it rebuilt the same encoder."""
+    """SHA-256 over the frozen encoder's tensors (not the trained LoRA matrices of ModalTune w/ LoRA): embedding
+    later checks it rebuilt the same encoder."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.encoder.state_dict().items()):
+        if "lora_" in name:
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -261,7 +264,8 @@ def _write_final(out_dir, model, target_space, scaler, pathway_names, pathway_ge
     target_space.load_state_dict({k.removeprefix(TARGET_SPACE): v for k, v in best.items() if k.startswith(TARGET_SPACE)})
     tensors.update(target_space.saved_tensors())  # the best epoch's projectors
     if slide_encoder_section.get("weights") is None:  # random encoder: its weights exist nowhere else
-        tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()})
+        # (LoRA matrices inside the encoder keep their best-epoch values from `best`)
+        tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items() if f"encoder.{k}" not in tensors})
     save_tensors(tensors, out_dir / "model.safetensors", metadata={"best_epoch": str(best_epoch)})
     write_json({
         **dict(run_info or {}),

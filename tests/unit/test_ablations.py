@@ -207,3 +207,47 @@ def test_ablation_table_rows_cells_and_order_from_probe_files(tmp_path):
     assert f"{overall:.3f}" in next(line for line in subtype.splitlines() if "No Projector" in line).split("|")[-2]
     csv = pd.read_csv(tmp_path / "ablations.csv")
     assert set(csv["experiment"]) == set(runs) and (csv.loc[csv["experiment"] == "modaltune", "seeds"] == 3).all()
+
+
+# ---- ModalTune w/ LoRA ---------------------------------------------------------------------------------------------
+def test_lora_trains_only_its_matrices_and_leaves_the_frozen_encoder_untouched():
+    model = model_of(finetuning="lora")
+    encoder = model.encoder
+    dim, depth = encoder.config.embed_dim, encoder.config.depth
+    rank = sections()[0]["lora"]["rank"]
+    trained_in_encoder = {n: c for n, c in trainable_names(model).items() if n.startswith("encoder.")}
+    assert set(trained_in_encoder) == {f"encoder.encoder.layers.{i}.self_attn.{proj}.lora_{ab}.default.weight"
+                                       for i in range(depth) for proj in ("q_proj", "k_proj", "v_proj") for ab in "AB"}
+    assert sum(trained_in_encoder.values()) == depth * 3 * 2 * rank * dim
+    assert not hasattr(model, "adapter") and "omics_encoder.compress.weight" in trainable_names(model)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    assert all(n.startswith("encoder.") and "lora_" not in n for n in frozen)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    features = torch.randn(12, encoder.config.in_chans)
+    coords = torch.randint(0, 2000, (12, 2))
+    before = model(features, coords, torch.randn(5)).detach()
+    model.train()
+    model(features, coords, torch.randn(5)).sum().backward()
+    optimizer.step()
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    lora_b = dict(model.named_parameters())["encoder.encoder.layers.0.self_attn.q_proj.lora_B.default.weight"]
+    assert lora_b.abs().sum() > 0  # B starts at zero (the encoder starts as pretrained) and has been trained
+    assert before.shape == (3, 8)
+
+
+def test_a_lora_rank_wider_than_the_encoder_stops_the_config_check():
+    with pytest.raises(ConfigError, match=r"^config error: experiments\.x: key 'model\.lora\.rank': 65 exceeds"):
+        load(["config/demo.yaml"], {"experiments": {"x": {"pooled": False, "sites": "all",
+                                                          "model": {"finetuning": "lora", "lora": {"rank": 65}}}}})
+
+
+def test_a_lora_run_saves_its_best_matrices_and_embeds_with_them(cohort, tmp_path):  # noqa: F811
+    history, tensors = train(cohort, tmp_path / "lora", finetuning="lora")
+    assert np.isfinite(history["train_loss"]).all()
+    lora = [k for k in tensors if "lora_B" in k]
+    assert lora and all(tensors[k].abs().sum() > 0 for k in lora)
+    best = load_file(str(tmp_path / "lora" / "checkpoint" / "best.safetensors"))
+    assert all(torch.equal(tensors[k], best[k]) for k in lora)  # the best epoch's, not the last one's
+    frame = embed_site(tmp_path / "lora", site_files(cohort, "S1", 0, "tiny", None), 0, tmp_path / "e.parquet",
+                       device="cpu")
+    assert np.isfinite(np.stack(frame["embedding"])).all() and {len(e) for e in frame["embedding"]} == {16}
