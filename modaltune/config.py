@@ -82,10 +82,21 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
 EXPERIMENT_SECTIONS = ("model", "training", "text")
 NOT_PER_EXPERIMENT = {
     "training": ("gpus", "threads", "mem_mb", "runtime"),
-    "text": ("encoder", "batch_size", "device", "duration_bins", "site_words", "minilm", "conch"),
+    "text": ("encoder", "batch_size", "device", "duration_bins", "site_words", "minilm", "conch", "hf"),
 }
 # Embedding width of each text encoder (modaltune.text.encoders; this module stays free of torch).
 TEXT_WIDTHS = {"minilm": 384, "conch": 512}
+
+
+def text_width(text: Mapping[str, Any]) -> int | None:
+    """The configured text encoder's embedding width; a local Hugging Face model's from its config.json (None while
+    the folder is absent: the text stage then stops on it)."""
+    if text["encoder"] != "hf":
+        return TEXT_WIDTHS[text["encoder"]]
+    import json
+
+    config_file = Path(resolve(text["hf"]["path"] or "")) / "config.json"
+    return json.loads(config_file.read_text())["hidden_size"] if config_file.is_file() else None
 
 
 def experiment_sections(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -132,8 +143,8 @@ def check_combinations(config: Mapping[str, Any]) -> None:
         if encoder is not None and model["lora"]["rank"] > encoder.embed_dim:
             raise ConfigError(f"config error: key 'model.lora.rank': {model['lora']['rank']} exceeds the width "
                               f"{encoder.embed_dim} of the attention projections of slide encoder '{encoder.name}'")
-    width = TEXT_WIDTHS[text["encoder"]]
-    if model["projector"] == "none" and text["projector_dim"] != width:
+    width = text_width(text)
+    if model["projector"] == "none" and width is not None and text["projector_dim"] != width:
         raise ConfigError(f"config error: key 'text.projector_dim': model.projector none compares the model output "
                           f"with the {text['encoder']} embedding itself, so projector_dim must be its width {width} "
                           f"(got {text['projector_dim']})")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from test_training import TEXT_DIM, cohort, sections  # noqa: F401  (cohort is a fixture)
 
-from modaltune.config import ConfigError, experiment_sections, load
+from modaltune.config import ConfigError, experiment_sections, load, validate
 from modaltune.models import create_slide_encoder
 from modaltune.models.modaltune import build_modaltune
 from modaltune.report.tables import collect_probes, results_table, write_tables
@@ -251,3 +251,49 @@ def test_a_lora_run_saves_its_best_matrices_and_embeds_with_them(cohort, tmp_pat
     frame = embed_site(tmp_path / "lora", site_files(cohort, "S1", 0, "tiny", None), 0, tmp_path / "e.parquet",
                        device="cpu")
     assert np.isfinite(np.stack(frame["embedding"])).all() and {len(e) for e in frame["embedding"]} == {16}
+
+
+# ---- ModalTune w/ MedLlama: any local Hugging Face text model, mean pooling ---------------------------------------
+@pytest.fixture(scope="module")
+def tiny_hf_model(tmp_path_factory):
+    """A tiny random BERT with a word-piece tokenizer, saved as save_pretrained writes a real model."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("hf")
+    words = "a breast lung kidney cancer tumour patient with stage survival months of the is".split()
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=5 + len(words), hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_local_hugging_face_text_model_embeds_by_masked_mean_pooling(tiny_hf_model):
+    from transformers import AutoModel, AutoTokenizer
+
+    from modaltune.text.encoders import create_text_encoder
+
+    encoder = create_text_encoder("hf", path=str(tiny_hf_model), device="cpu")
+    texts = ["a lung cancer", "the patient with a breast tumour of stage survival months"]
+    vectors = encoder.encode(texts, batch_size=2)
+    assert vectors.shape == (2, 24) and encoder.dim == 24
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    model, tokenizer = AutoModel.from_pretrained(tiny_hf_model).eval(), AutoTokenizer.from_pretrained(tiny_hf_model)
+    with torch.no_grad():  # reference: the short text alone, no padding at all
+        hidden = model(**tokenizer([texts[0]], return_tensors="pt")).last_hidden_state[0]
+    expected = torch.nn.functional.normalize(hidden.mean(dim=0), dim=0).numpy()
+    np.testing.assert_allclose(vectors[0], expected, atol=1e-5)  # padding in the batch is masked out
+
+
+def test_no_projector_width_of_a_local_model_comes_from_its_config(tiny_hf_model):
+    text = {"encoder": "hf", "hf": {"path": str(tiny_hf_model)}}
+    with pytest.raises(ConfigError, match=r"^config error: key 'text\.projector_dim'.*width 24"):
+        validate({"text": text, "model": {"projector": "none"}})
+    assert validate({"text": dict(text, projector_dim=24), "model": {"projector": "none"}})
+    with pytest.raises(FileNotFoundError, match="text.hf.path"):
+        from modaltune.text.encoders import create_text_encoder
+
+        create_text_encoder("hf", path=str(tiny_hf_model / "absent"))
