@@ -91,7 +91,7 @@ def write_tables(table: pd.DataFrame, stem: str | os.PathLike, labels: Mapping[s
         table.to_csv(tmp, index=False, float_format="%.6f")
     written.append(stem.with_suffix(".csv"))
     blocks = _formatted(table, labels)
-    markdown = "\n\n".join(f"### {TASK_TITLES[t]}\n\n{b.to_markdown(index=False)}" for t, b in blocks.items())
+    markdown = "\n\n".join(f"### {TASK_TITLES[t]}\n\n{b.to_markdown(index=False, disable_numparse=True)}" for t, b in blocks.items())
     with atomic_path(stem.with_suffix(".md")) as tmp:
         tmp.write_text(markdown + "\n")
     written.append(stem.with_suffix(".md"))
