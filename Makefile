@@ -3,10 +3,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= 2
-# Rules call the `modaltune` command of the venv.
-export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test test-slurm lint bench clean
+.PHONY: demo test test-slurm lint bench preflight clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,6 +21,10 @@ test: $(STAMP)
 # Only the test on a real single-node SLURM cluster (as root it apt-installs slurm-wlm + munge when missing).
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -ra -m slurm
+
+# The preflight of a run: make preflight CONFIG="my_tcga.yaml config/dev.yaml" (without CONFIG: the demo).
+preflight: $(STAMP)
+	$(BIN)/python -m modaltune check $(if $(CONFIG),--configfile $(CONFIG))
 
 lint: $(STAMP)
 	$(BIN)/ruff check modaltune tests benchmarks

@@ -50,7 +50,7 @@ def measure(width: str, tiles: int, batched: bool, device: str, threads: int, qu
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     encoder_name, (latent, depth, tokens), heads, n_pathways, n_genes = WIDTHS[width]
-    encoder = create_slide_encoder(encoder_name, checkpointing=False)
+    encoder = create_slide_encoder(encoder_name, weights="random", checkpointing=False)  # timing only
     omics = OmicsEncoder(_pathways(n_pathways, n_genes, rng), n_genes, out_dim=encoder.config.embed_dim,
                          latent_dim=latent, depth=depth, n_tokens=tokens)
     model = ModalTune(encoder, omics, heads=heads, output_dim=256).to(device).train()

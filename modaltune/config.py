@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -182,7 +182,8 @@ def _one_line(error: jsonschema.ValidationError) -> str:
 
 
 def load(paths: Iterable[str | os.PathLike], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Merge YAML files left to right (key by key, as Snakemake does), apply overrides, validate."""
+    """Merge YAML files left to right (key by key, as Snakemake merges several ``--configfile``), apply overrides,
+    validate (schema defaults fill what the files omit)."""
     merged: dict[str, Any] = {}
     for path in paths:
         with open(path) as handle:
@@ -192,13 +193,79 @@ def load(paths: Iterable[str | os.PathLike], overrides: Mapping[str, Any] | None
 
 
 def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict update, the rule Snakemake applies to ``--configfile`` over the default config."""
+    """Recursive dict update, the rule Snakemake applies to several ``--configfile`` files, left to right."""
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             merge(base[key], value)
         else:
             base[key] = _copy(value) if isinstance(value, (dict, list)) else value
     return base
+
+
+def run_config(configfiles: Sequence[str | os.PathLike], demo_config: str | os.PathLike) -> dict[str, Any]:
+    """The config of a workflow run, as the Snakefile builds it: the given files merged left to right, or the demo
+    config when none is given. A user's file is never merged over the demo, so what it omits gets the schema's
+    defaults, not the demo's values."""
+    return load(configfiles or [demo_config])
+
+
+DEMO_ROOT = "results/demo"  # where the workflow writes the demo cohort, relative to its working directory
+
+
+def site_inputs(config: Mapping[str, Any], demo_root: str = DEMO_ROOT) -> dict[str, dict[str, Any]]:
+    """{site: inputs} of a run, inputs as in modaltune/schema/sites.yaml plus `slide_ids` and `slide_files`.
+
+    The demo's sites when ``demo.enabled`` (files the workflow generates under ``demo_root``), else the configured
+    ``sites`` with their slide folders globbed, relative paths against the current directory (the workflow's).
+    """
+    if config["demo"]["enabled"]:
+        from modaltune.synth import demo_site_inputs
+
+        return demo_site_inputs(config["demo"], root=demo_root)
+    if not config["sites"]:
+        raise ConfigError(
+            "config error: no site configured: list your cohorts under `sites` (see config/tcga.yaml), or give no "
+            "--configfile to run the demo"
+        )
+    table = {}
+    for site, inputs in config["sites"].items():
+        paths = sorted(Path(inputs["slides"]).glob(inputs["slide_glob"]))
+        table[site] = dict(inputs, slide_ids=[p.stem for p in paths], slide_files=[str(p) for p in paths])
+    return table
+
+
+def pathways_file(config: Mapping[str, Any], demo_root: str = DEMO_ROOT) -> str:
+    """The pathway composition file: the demo's own, else ``omics.pathways``."""
+    if config["demo"]["enabled"]:
+        from modaltune.synth import demo_pathways_file
+
+        return str(demo_pathways_file(demo_root))
+    if not config["omics"]["pathways"]:
+        raise ConfigError("config error: set omics.pathways to a pathway file (e.g. SurvPath combine_comps.csv)")
+    return config["omics"]["pathways"]
+
+
+def experiment_sites(config: Mapping[str, Any], sites: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """({experiment: its sites} of the experiments to run, notices about the ones skipped).
+
+    ``sites`` are the configured site names. A pooled experiment over a single site would train that site's
+    per-site model again under another name, so it is skipped with a notice. An unknown site is a ConfigError.
+    """
+    planned, notices = {}, []
+    for name, experiment in config["experiments"].items():
+        chosen = list(sites) if experiment["sites"] == "all" else list(experiment["sites"])
+        if unknown := [site for site in chosen if site not in sites]:
+            raise ConfigError(
+                f"config error: experiments.{name}.sites: unknown site(s) {unknown} (configured: {list(sites)})"
+            )
+        if experiment["pooled"] and len(chosen) < 2:
+            notices.append(
+                f"experiments.{name} is pooled over one site ({', '.join(chosen) or 'none'}): skipped, it would "
+                "only repeat the per-site model; list two or more sites to train a pan-cancer model"
+            )
+            continue
+        planned[name] = chosen
+    return planned, notices
 
 
 def resolve(path: str | os.PathLike, root: str | os.PathLike = ".") -> Path:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,11 +77,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
-def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict:
+def load_state_dict(path: str | os.PathLike, key: str | None = None, mmap: bool = False) -> dict:
     """Load tensors from a checkpoint without unpickling arbitrary objects.
 
     safetensors files are read directly; ``.pth``/``.bin`` files go through ``torch.load(weights_only=True)``.
-    ``key`` selects a nested state dict (Gigapath's slide encoder keeps its weights under ``"model"``).
+    ``key`` selects a nested state dict (Gigapath's slide encoder keeps its weights under ``"model"``). ``mmap``
+    maps a torch file's tensors instead of reading them (for checks that only need names and shapes).
     """
     import torch
 
@@ -92,7 +94,8 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict:
 
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # torch maps only its zip format; files of the legacy format are read
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     if key is not None:
         if key not in state:
             raise KeyError(f"{path}: no '{key}' entry; top-level keys are {sorted(state)[:10]}")

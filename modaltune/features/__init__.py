@@ -25,6 +25,7 @@ _LAZY = {
     "write_manifest": "manifest",
     "Encoder": "encoders",
     "WeightsError": "encoders",
+    "check_weights": "encoders",
     "create_encoder": "encoders",
     "extract_slide": "extract",
     "plan_reads": "extract",

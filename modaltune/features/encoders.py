@@ -13,6 +13,7 @@ import torch
 
 from modaltune.devices import resolve_device
 from modaltune.io import load_state_dict
+from modaltune.weights import WeightsError, tile_encoder_source
 
 from .registry import EncoderConfig, get_encoder_config
 from .transforms import TilePreprocess
@@ -20,10 +21,6 @@ from .transforms import TilePreprocess
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class WeightsError(RuntimeError):
-    """Encoder weights are missing, cannot be downloaded, or belong to another architecture."""
 
 
 @dataclass
@@ -94,7 +91,7 @@ def create_encoder(
     (``depth``, ``embed_dim``, ...), e.g. to build a Gigapath-format model at test size.
     """
     config = get_encoder_config(name)
-    source = _weights_source(config, weights)
+    source = tile_encoder_source(name, weights)
     model_args = dict(config.model_args, **model_overrides)
     import timm
 
@@ -116,11 +113,7 @@ def create_encoder(
         )
     else:
         path = _download(config) if source == "hub" else Path(source)
-        state = _flat_float_state(load_state_dict(path), path)
-        # built on the meta device: a random initialisation of ViT-g's 1.1 B parameters would be thrown away
-        with torch.device("meta"):
-            model = timm.create_model(config.arch, pretrained=False, **model_args)
-        _check_keys(model, state, path, config, model_args)
+        model, state = _checked_model(config, path, model_args)
         model.load_state_dict(state, strict=True, assign=True)
         provenance = f"hub:{config.hf_repo}" if source == "hub" else str(path)
     resolved = resolve_device(device)
@@ -135,25 +128,30 @@ def create_encoder(
     )
 
 
-def _weights_source(config: EncoderConfig, weights: str | os.PathLike | None) -> str:
-    if weights is None:
-        if config.random_seed is None:
-            raise WeightsError(
-                f"tile encoder '{config.name}' needs pretrained weights and none were given: {config.weights_help}"
-            )
-        return "random"
-    weights = str(weights)
-    if weights == "random":
-        return "random"
-    if weights == "hub":
-        if config.hf_repo is None:
-            raise WeightsError(f"tile encoder '{config.name}' has no released weights to download")
-        return "hub"
-    if not Path(weights).is_file():
-        raise WeightsError(
-            f"weights file for tile encoder '{config.name}' not found: {weights} -- {config.weights_help}"
-        )
-    return weights
+def check_weights(name: str, weights: str | os.PathLike | None) -> str:
+    """What ``create_encoder(name, weights)`` would load, checked without loading it: the weights are given where
+    the encoder needs them and a file matches the architecture key by key and shape by shape (its tensors are
+    memory-mapped, the model is built on the meta device). Returns the source: a path, "hub" (not downloaded
+    here) or "random"; raises :class:`WeightsError` naming the problem."""
+    config = get_encoder_config(name)
+    source = tile_encoder_source(name, weights)
+    if source not in ("hub", "random"):
+        _checked_model(config, Path(source), config.model_args, mmap=True)
+    return source
+
+
+def _checked_model(
+    config: EncoderConfig, path: Path, model_args: dict[str, Any], mmap: bool = False
+) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """The encoder on the meta device and the state of ``path``, checked to match key by key."""
+    import timm
+
+    state = _flat_float_state(load_state_dict(path, mmap=mmap), path)
+    # built on the meta device: a random initialisation of ViT-g's 1.1 B parameters would be thrown away
+    with torch.device("meta"):
+        model = timm.create_model(config.arch, pretrained=False, **model_args)
+    _check_keys(model, state, path, config, model_args)
+    return model, state
 
 
 def _download(config: EncoderConfig) -> Path:

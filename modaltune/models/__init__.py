@@ -9,8 +9,8 @@ from __future__ import annotations
 def create_slide_encoder(name: str, weights=None, **overrides):
     """Slide encoder ``name`` from the registry ``modaltune.models.slide_encoder.SLIDE_ENCODERS``.
 
-    ``weights``: path to a Gigapath-style checkpoint loaded strictly, or None for random weights (an explicit
-    choice: a missing file raises). ``overrides``: ``checkpointing=True`` and/or config fields such as
+    ``weights``: path to a Gigapath-style checkpoint loaded strictly (a missing file raises); None only for
+    ``tiny`` (random by design); ``"random"`` for random weights on purpose (benchmarks). ``overrides``: ``checkpointing=True`` and/or config fields such as
     ``dropout=0.0``. The config section ``slide_encoder`` has exactly these keys: ``create_slide_encoder(**section)``.
     """
     from modaltune.models.slide_encoder import build_slide_encoder

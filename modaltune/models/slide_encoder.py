@@ -4,7 +4,7 @@ Parameter names and shapes equal those of Gigapath's ``slide_encoder.pth`` (tens
 reference ``gigapath-and-tiling.md`` B.5), so the released checkpoint loads strictly. Differences from upstream
 are deliberate: the sin-cos positional rows are computed for the tiles present (never the 3 GB table), out-of-range
 grid positions raise instead of aliasing, and a missing or mismatching checkpoint raises instead of silently
-keeping random weights.
+keeping random weights (so does a real encoder built without weights: :mod:`modaltune.weights`).
 
 The forward pass is exposed in three steps so the Modal Adapter can act between blocks of layers::
 
@@ -27,7 +27,6 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -35,16 +34,9 @@ from torch.utils.checkpoint import checkpoint
 
 from modaltune.io import load_state_dict
 from modaltune.models.longnet import LongNetEncoder
+from modaltune.weights import slide_encoder_source
 
 POOLING = ("cls", "mean")
-
-WEIGHTS_HELP = (
-    "Prov-GigaPath slide encoder weights not found: {path}. Download slide_encoder.pth from the gated Hugging Face "
-    "repository prov-gigapath/prov-gigapath (accept its terms, then `huggingface-cli download prov-gigapath/"
-    "prov-gigapath slide_encoder.pth --local-dir <folder>`) and set slide_encoder.weights to the file, or set it "
-    "to null to run with random weights on purpose."
-)
-
 
 @dataclass(frozen=True)
 class SlideEncoderConfig:
@@ -235,9 +227,6 @@ class SlideEncoder(nn.Module):
     # ---- weights -----------------------------------------------------------------------------------------------
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load a Gigapath-style checkpoint (tensors under ``"model"``); every key and shape must match."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(WEIGHTS_HELP.format(path=path))
         state = load_state_dict(path, key="model")
         expected = self.state_dict()
         problems = []
@@ -260,13 +249,18 @@ def _listing(items: Sequence[str], limit: int = 20) -> str:
 
 def build_slide_encoder(name: str, weights: str | os.PathLike | None = None, checkpointing: bool = False,
                         **overrides) -> SlideEncoder:
-    """A registered slide encoder, with config fields overridden and weights loaded when ``weights`` is a path."""
+    """A registered slide encoder, with config fields overridden and its weights loaded from the file ``weights``.
+
+    Random weights only by design (``tiny``, ``weights=None``) or on purpose (``weights="random"``, benchmarks);
+    ``None`` for a real encoder raises :class:`modaltune.weights.WeightsError` (rule in :mod:`modaltune.weights`).
+    """
     if name not in SLIDE_ENCODERS:
         raise KeyError(f"unknown slide encoder '{name}' (registered: {', '.join(SLIDE_ENCODERS)})")
     fields = {field.name for field in dataclasses.fields(SlideEncoderConfig)} - {"name"}
     if unknown := sorted(set(overrides) - fields):
         raise TypeError(f"unknown slide encoder setting(s) {unknown} (allowed: {sorted(fields)})")
+    source = slide_encoder_source(name, weights)
     model = SlideEncoder(dataclasses.replace(SLIDE_ENCODERS[name], **overrides), checkpointing=checkpointing)
-    if weights is not None:
-        model.load_weights(weights)
+    if source is not None:
+        model.load_weights(source)
     return model

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from modaltune.omics.symbols import GeneKeys
+
 log = logging.getLogger(__name__)
 
 MEMBERSHIP_COLUMNS = ["pathway", "gene"]
@@ -106,12 +108,14 @@ class GeneMatch:
         }
 
 
-def restrict_to_genes(membership: pd.DataFrame, measured: set[str]) -> GeneMatch:
-    """Keep the pathway genes measured (matched case-insensitively); pathways left without genes are dropped."""
-    measured_upper = {gene.upper() for gene in measured}
-    found = membership["gene"].str.upper().isin(measured_upper)
+def restrict_to_genes(membership: pd.DataFrame, measured: set[str], keys: GeneKeys | None = None) -> GeneMatch:
+    """Keep the pathway genes measured (matched through ``keys``: case-insensitively, and through an alias table
+    when it has one); pathways left without genes are dropped."""
+    keys = keys or GeneKeys()
+    measured_keys = keys.of(measured)
+    found = membership["gene"].map(keys).isin(measured_keys)
     genes = membership["gene"].drop_duplicates()
-    missing = sorted(genes[~genes.str.upper().isin(measured_upper)])
+    missing = sorted(genes[~genes.map(keys).isin(measured_keys)])
     kept = membership.loc[found].reset_index(drop=True)
     dropped = [p for p in membership["pathway"].drop_duplicates() if p not in set(kept["pathway"])]
     match = GeneMatch(kept, int(kept["gene"].nunique()), missing, dropped)

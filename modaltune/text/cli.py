@@ -27,11 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     embed.add_argument("--params", default="{}", help="the config's `text` section as JSON")
     embed.set_defaults(func=run_embed)
 
-    probe = subparsers.add_parser("text-probe", help="linear probes on general-prompt embeddings (paper suppl. Table 7)")
-    probe.add_argument("--cohort", required=True, help="results/cohort/{site}.parquet")
-    probe.add_argument("--splits", required=True, help="results/cohort/{site}_splits.parquet")
-    probe.add_argument("--embeddings", nargs="+", required=True, help="results/text/{site}_seed{seed}_{encoder}.parquet, one per seed")
-    probe.add_argument("--out", help="optional CSV of the per-seed metrics")
+    probe = subparsers.add_parser("text-probe", help="linear probes on the prompts' text embeddings of every site "
+                                  "(paper suppl. Table 7)")
+    probe.add_argument("--site", nargs="+", action="append", required=True, metavar="SITE COHORT SPLITS EMBEDDINGS",
+                       help="one site: its name, results/cohort/{site}.parquet, results/cohort/{site}_splits.parquet, "
+                            "then results/text/{site}_seed{seed}_{encoder}.parquet for each seed; repeat per site")
+    probe.add_argument("--csv", required=True, help="results/tables/text_probe.csv: per site, seed, prompt, projector")
+    probe.add_argument("--markdown", required=True, help="results/tables/text_probe.md: mean ± std over seeds")
     probe.add_argument("--params", default="{}", help="the config's `text` section as JSON")
     probe.set_defaults(func=run_probe)
 
@@ -65,23 +67,34 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    from modaltune.io import read_parquet
+    import pandas as pd
+
+    from modaltune.io import atomic_path, read_parquet
     from modaltune.text.probe import summarise, text_probe
 
     params = section_from_json("text", args.params)
-    cohort, _ = read_parquet(args.cohort)
-    splits, _ = read_parquet(args.splits)
-    by_seed = {}
-    for path in args.embeddings:
-        table, meta = read_parquet(path)
-        if "seed" not in meta:
-            raise ValueError(f"{path}: no seed in the file's metadata; is it written by `modaltune embed-text`?")
-        by_seed[int(meta["seed"])] = table
-    results = text_probe(cohort, splits, by_seed, params["projector_dim"], params["duration_bins"])
-    if args.out:
-        from modaltune.io import atomic_path
-
-        with atomic_path(args.out) as tmp:
-            results.to_csv(tmp, index=False)
-    print(summarise(results).to_markdown(index=False))
+    per_site = []
+    for values in args.site:
+        if len(values) < 4:
+            raise ValueError(f"--site {' '.join(values)}: expected SITE COHORT SPLITS and at least one embeddings file")
+        site, cohort_path, splits_path, *embedding_paths = values
+        cohort, _ = read_parquet(cohort_path)
+        splits, _ = read_parquet(splits_path)
+        by_seed = {}
+        for path in embedding_paths:
+            table, meta = read_parquet(path)
+            if "seed" not in meta:
+                raise ValueError(f"{path}: no seed in the file's metadata; is it written by `modaltune embed-text`?")
+            by_seed[int(meta["seed"])] = table
+        results = text_probe(cohort, splits, by_seed, params["projector_dim"], params["duration_bins"])
+        per_site.append(results.assign(site=site))
+        log.info("%s: text probes of %d seed(s)", site, len(by_seed))
+    results = pd.concat(per_site, ignore_index=True)
+    results = results[["site", *[c for c in results.columns if c != "site"]]]
+    with atomic_path(args.csv) as tmp:
+        results.to_csv(tmp, index=False)
+    summary = summarise(results).to_markdown(index=False)
+    with atomic_path(args.markdown) as tmp:
+        tmp.write_text(summary + "\n")
+    print(summary)
     return 0

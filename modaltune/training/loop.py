@@ -134,7 +134,7 @@ def train_model(data: ExperimentData, text_paths: Sequence[str | Path], pathways
     # The trainable projector and the model-side projector are optimised with the model.
     trainable = [p for p in [*model.parameters(), *target_space.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=training["lr"], betas=tuple(training["betas"]),
-                                  weight_decay=training["weight_decay"])
+                                  eps=training["eps"], weight_decay=training["weight_decay"])
     embedder = Embedder(model, data, scaled_genes, device, training["precision"])
 
     key = run_key(data, targets, memberships, model_section, slide_encoder_section, training, projector_dim, seed)

@@ -4,11 +4,16 @@
 #   tests/slurm/start_cluster.sh STATE_DIR      # installs the packages when missing, then starts the daemons
 #   tests/slurm/stop_cluster.sh STATE_DIR       # stops exactly the daemons this script started
 #
-# Daemon state, spool, pid and log files live in STATE_DIR. /etc/slurm/slurm.conf is (re)written for this host
-# because `srun` inside a job reads that default path whatever SLURM_CONF says. Accounting is off, so sacct and
-# sacctmgr do not work: runs use `--slurm-status-command squeue` and no account.
+# The cluster leaves the machine as it found it: its slurm.conf, munge key and socket, daemon state, spool, pid and
+# log files live in STATE_DIR, and the machine's munge key and any running munged are never touched (slurm.conf
+# names the private munge socket, AuthInfo). Commands find the cluster through SLURM_CONF=STATE_DIR/slurm.conf,
+# except `srun` inside a job: Snakemake's slurm-jobstep executor strips every SLURM_* variable (SLURM_CONF too)
+# before it calls srun, which then reads /etc/slurm/slurm.conf. So the config is also put there for the life of
+# the cluster: the machine's own file is saved in STATE_DIR first, and stop_cluster.sh puts it back (or removes
+# ours when there was none). A running slurmctld or slurmd is never touched: the script stops instead.
+# Accounting is off, so sacct and sacctmgr do not work: runs use `--slurm-status-command squeue` and no account.
 # Exit status 3 means SLURM cannot be installed here (not root, or no apt-get); the pytest fixture skips on it.
-# On success the last line on stdout is `PARTITION=<name>`.
+# On success the last two lines on stdout are `SLURM_CONF=<path>` and `PARTITION=<name>`.
 set -euo pipefail
 
 STATE_DIR=${1:?usage: start_cluster.sh STATE_DIR}
@@ -43,24 +48,30 @@ if ! have_slurm; then
   echo "installed slurm-wlm and munge in $(( $(date +%s) - started )) s" >&2
 fi
 if [[ $(id -u) -ne 0 ]]; then
-  echo "cannot start SLURM: the daemons and /etc/slurm/slurm.conf need root" >&2; exit 3
-fi
-
-# munge authenticates every SLURM message. Reuse a running munged; otherwise start one and remember its pid.
-if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-  [[ -s /etc/munge/munge.key ]] || mungekey --create --keyfile=/etc/munge/munge.key
-  chown munge:munge /etc/munge/munge.key 2>/dev/null || true
-  chmod 400 /etc/munge/munge.key
-  mkdir -p /run/munge /var/log/munge /var/lib/munge
-  munged --force --pid-file="$STATE_DIR/munged.pid"
-  for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "cannot start SLURM: the daemons need root" >&2; exit 3
 fi
 
 for daemon in slurmctld slurmd; do
   if pid=$(pgrep -x "$daemon"); then
-    echo "$daemon is already running (pid $pid): stop that cluster first (tests/slurm/stop_cluster.sh STATE_DIR)" >&2
+    echo "$daemon is already running (pid $pid): stop that cluster first (its own stop script, or" \
+      "tests/slurm/stop_cluster.sh STATE_DIR for a test cluster); this test does not touch a running SLURM" >&2
     exit 1
   fi
+done
+
+# munge authenticates every SLURM message: a private munged with its own key and socket in STATE_DIR, so the
+# machine's key (/etc/munge/munge.key) and a munged already running stay untouched.
+MUNGE_DIR=$STATE_DIR/munge
+MUNGE_SOCKET=$MUNGE_DIR/munge.socket
+mkdir -p "$MUNGE_DIR"
+chmod 700 "$STATE_DIR" "$MUNGE_DIR"
+head -c 1024 /dev/urandom > "$MUNGE_DIR/munge.key"
+chmod 400 "$MUNGE_DIR/munge.key"
+munged --force --key-file="$MUNGE_DIR/munge.key" --socket="$MUNGE_SOCKET" --pid-file="$STATE_DIR/munged.pid" \
+  --log-file="$MUNGE_DIR/munged.log" --seed-file="$MUNGE_DIR/munged.seed"
+for _ in $(seq 50); do
+  munge --socket="$MUNGE_SOCKET" -n 2>/dev/null | unmunge --socket="$MUNGE_SOCKET" >/dev/null 2>&1 && break
+  sleep 0.1
 done
 
 HOST=$(hostname -s)
@@ -68,12 +79,14 @@ HOST=$(hostname -s)
 # with more CPUs or memory than slurmd finds is drained.
 # NodeAddr/SlurmctldHost addresses: the daemons talk over loopback even where the hostname does not resolve.
 NODE_LINE=$(slurmd -C | head -n 1 | sed "s/^NodeName=[^ ]*/NodeName=$HOST NodeAddr=127.0.0.1/")
-mkdir -p /etc/slurm "$STATE_DIR/state" "$STATE_DIR/spool"
-cat > /etc/slurm/slurm.conf <<CONF
+mkdir -p "$STATE_DIR/state" "$STATE_DIR/spool"
+export SLURM_CONF=$STATE_DIR/slurm.conf  # read by the daemons and every client command
+cat > "$SLURM_CONF" <<CONF
 # Written by modaltune tests/slurm/start_cluster.sh for a single-node test cluster; state in $STATE_DIR
 ClusterName=modaltune-test
 SlurmctldHost=$HOST(127.0.0.1)
 AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
 SlurmUser=root
 StateSaveLocation=$STATE_DIR/state
 SlurmdSpoolDir=$STATE_DIR/spool
@@ -96,6 +109,17 @@ $NODE_LINE State=UNKNOWN
 PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 
+# For srun inside jobs (see the header): save the machine's file, then install ours until stop_cluster.sh.
+MACHINE_CONF=/etc/slurm/slurm.conf
+if [[ -e $MACHINE_CONF ]]; then
+  cp -p "$MACHINE_CONF" "$STATE_DIR/machine-slurm.conf"
+elif [[ ! -d /etc/slurm ]]; then
+  touch "$STATE_DIR/machine-had-no-etc-slurm"
+fi
+touch "$STATE_DIR/machine-conf-saved"  # stop_cluster.sh restores only after this point was reached
+mkdir -p /etc/slurm
+cp "$SLURM_CONF" "$MACHINE_CONF"
+
 started=$(date +%s)
 slurmctld
 slurmd
@@ -110,4 +134,5 @@ if [[ $state != idle ]]; then
   exit 1
 fi
 echo "SLURM node $HOST idle in partition $PARTITION after $(( $(date +%s) - started )) s" >&2
+echo "SLURM_CONF=$SLURM_CONF"
 echo "PARTITION=$PARTITION"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stop the daemons tests/slurm/start_cluster.sh started, by the pid files in STATE_DIR (munged only when that
-# script started it). Daemons are stopped one by one and waited for, so none outlives the test run.
+# Stop the daemons tests/slurm/start_cluster.sh started, by the pid files in STATE_DIR, and put back the machine's
+# /etc/slurm/slurm.conf as it was (restored from STATE_DIR, or removed when there was none). Daemons are stopped
+# one by one and waited for, so none outlives the test run.
 set -uo pipefail
 STATE_DIR=${1:?usage: stop_cluster.sh STATE_DIR}
 for daemon in slurmd slurmctld munged; do
@@ -12,3 +13,14 @@ for daemon in slurmd slurmctld munged; do
   fi
   rm -f "$pid_file"
 done
+
+if [[ -e $STATE_DIR/machine-conf-saved ]]; then
+  if [[ -e $STATE_DIR/machine-slurm.conf ]]; then
+    cp -p "$STATE_DIR/machine-slurm.conf" /etc/slurm/slurm.conf
+  else
+    rm -f /etc/slurm/slurm.conf
+    [[ -e $STATE_DIR/machine-had-no-etc-slurm ]] && rmdir /etc/slurm 2>/dev/null
+  fi
+  rm -f "$STATE_DIR/machine-conf-saved"
+fi
+exit 0

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from lifelines import CoxPHFitter
+from lifelines.statistics import logrank_test
 from lifelines.utils import concordance_index
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
@@ -85,6 +86,31 @@ def test_table_cells_equal_probe_files(tmp_path):
     assert "±" not in frozen_row and f"{values[('gigapath_lp', 'RCC', 0)][0]:.3f}" in frozen_row
     assert "Survival prediction (C-index)" in written[2].read_text()
     assert pd.read_csv(written[0]).shape[0] == len(table)
+
+
+def test_kaplan_meier_splits_test_patients_at_the_training_median_risk(tmp_path):
+    """Risk from a Cox model fitted on the training patients; the cut is the training patients' median risk; the
+    p-value is lifelines' log-rank test between the test patients above and at-or-below it."""
+    patients = synthetic_patients()
+    result = evaluate_embeddings(patients)
+    train, test = patients[patients.split == "train"], patients[patients.split == "test"]
+    columns = [f"c{i}" for i in range(6)]
+    frame = pd.DataFrame(np.stack(train.embedding), columns=columns).assign(
+        t=train.time_months.to_numpy(), e=train.event.to_numpy())
+    cox = CoxPHFitter(penalizer=0.1).fit(frame, duration_col="t", event_col="e")
+    train_median = float(np.median(cox.predict_partial_hazard(frame[columns])))
+    assert result["survival"]["train_median_risk"] == pytest.approx(train_median, rel=1e-9)
+
+    risk = np.asarray(cox.predict_partial_hazard(pd.DataFrame(np.stack(test.embedding), columns=columns)))
+    high = risk > train_median
+    expected = logrank_test(test.time_months[high], test.time_months[~high], test.event[high], test.event[~high])
+    p_value = plot_kaplan_meier(pd.DataFrame(result["predictions"]), result["survival"]["train_median_risk"],
+                                tmp_path / "km.png", "demo")
+    assert p_value == pytest.approx(expected.p_value, rel=1e-9)
+    # The fixture can tell the rule from another cut: the test patients' own median gives a different p-value.
+    own = risk > np.median(risk)
+    other = logrank_test(test.time_months[own], test.time_months[~own], test.event[own], test.event[~own])
+    assert abs(other.p_value - expected.p_value) > 1e-3
 
 
 def test_figures_are_nonempty_images(tmp_path):

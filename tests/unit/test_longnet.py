@@ -15,6 +15,7 @@ from modaltune.config import schema
 from modaltune.models import create_slide_encoder
 from modaltune.models.longnet import attention_with_lse, dilated_attention, pair_count
 from modaltune.models.slide_encoder import SLIDE_ENCODERS, sincos_position_embedding
+from modaltune.weights import WeightsError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -148,7 +149,7 @@ def gigapath_keys(depth=12, dim=768, in_chans=1536, ffn=3072):
 
 def test_gigapath_architecture_has_the_checkpoint_key_set_and_size():
     with torch.device("meta"):
-        model = create_slide_encoder("gigapath_slide_enc12l768d")
+        model = create_slide_encoder("gigapath_slide_enc12l768d", weights="random")
     state = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     assert state == gigapath_keys()
     assert sum(p.numel() for p in model.parameters()) == 86_330_880
@@ -197,7 +198,7 @@ def test_wrong_keys_and_shapes_are_listed(tmp_path):
 
 
 def test_missing_weights_file_names_the_path_and_the_download(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"absent\.pth.*prov-gigapath/prov-gigapath"):
+    with pytest.raises(WeightsError, match=r"slide_encoder\.weights.*absent\.pth.*prov-gigapath/prov-gigapath"):
         create_slide_encoder("tiny", weights=tmp_path / "absent.pth")
 
 

@@ -89,6 +89,42 @@ def test_cat_aggregation_and_several_prompt_tokens(tiny_encoder):
     assert model.modal_pos.shape == (2 + 4, tiny_encoder.config.embed_dim)
 
 
+@pytest.mark.parametrize("aggregation", ["sum", "cat"])
+def test_output_is_eq4_of_the_cls_the_task_prompt_and_the_mean_pathway_token(tiny_encoder, aggregation):
+    """z_t = Linear(LayerNorm(f_img (+ or concat) f_task (+ or concat) f_gene)) (paper Eq. 4), with f_img the CLS
+    after the last encoder layer, f_task the mean of the task's prompt tokens and f_gene the mean pathway token,
+    both from the multimodal tokens after the last extractor; captured with hooks, one task pass at a time."""
+    prompt_tokens = 2
+    model = small_model(tiny_encoder, token_aggregation=aggregation, prompt_tokens=prompt_tokens).eval()
+    extractors = model.adapter.extra_extractors or model.adapter.extractors
+    captured = {"cls": [], "modal": []}
+    hooks = [
+        tiny_encoder.encoder.layers[-1].register_forward_hook(lambda m, i, out: captured["cls"].append(out[:, 0])),
+        extractors[-1].register_forward_hook(lambda m, i, out: captured["modal"].append(out)),
+    ]
+    features, coords, genes = bag()
+    with torch.no_grad():
+        z = model(features, coords, genes, batched=False)
+    for hook in hooks:
+        hook.remove()
+
+    assert len(captured["cls"]) == len(captured["modal"]) == 3  # one pass per task
+    cls = torch.cat(captured["cls"])
+    modal = torch.cat(captured["modal"])
+    terms = [cls, modal[:, :prompt_tokens].mean(dim=1), modal[:, prompt_tokens:].mean(dim=1)]
+
+    def eq4(parts):
+        pooled = sum(parts) if aggregation == "sum" else torch.cat(parts, dim=-1)
+        with torch.no_grad():
+            return model.final_project(model.final_norm(pooled))
+
+    torch.testing.assert_close(z, eq4(terms), rtol=1e-5, atol=1e-6)
+    # Each term moves the output, so a formula that dropped or replaced one would fail above.
+    for dropped in range(3):
+        partial = [torch.zeros_like(t) if i == dropped else t for i, t in enumerate(terms)]
+        assert (eq4(partial) - z).abs().max() > 1e-3
+
+
 def test_gamma_zero_leaves_the_frozen_encoder_features_unchanged(tiny_encoder):
     model = small_model(tiny_encoder).eval()
     features, coords, genes = bag()

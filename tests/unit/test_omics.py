@@ -166,3 +166,94 @@ def test_gene_scaler_uses_training_statistics_only():
     pd.testing.assert_frame_equal(restored.transform(val), z_val)
     with pytest.raises(ValueError, match="fitted genes absent"):
         scaler.transform(val[["A"]])
+
+
+# ---- gene symbols: pathway file vs RNA (the Xena symbols of the official release, aliases, checks) -------------
+@pytest.fixture(scope="module")
+def release_pathways(real_data):
+    return real_data / "modaltune_release" / "gene_pathway_processed_v2.csv"
+
+
+def test_the_release_pathways_are_survpaths_in_older_symbols(survpath, release_pathways):
+    release = read_pathways(release_pathways)
+    survpath_pathways = read_pathways(survpath / "pathway_compositions" / "combine_comps.csv")
+    assert release["pathway"].nunique() == 331 and len(release) == 9731 and release["gene"].nunique() == 4987
+    assert list(release["pathway"].drop_duplicates()) == list(survpath_pathways["pathway"].drop_duplicates())
+    renamed = set(release["gene"]) - set(survpath_pathways["gene"])
+    assert {"IL8", "DARC"} <= renamed and len(renamed) == 70
+    assert not {"CXCL8", "ACKR1"} & set(release["gene"])
+
+
+@pytest.mark.parametrize("pathway_file, missing", [
+    ("survpath/datasets_csv/pathway_compositions/combine_comps.csv", 3422),
+    ("modaltune_release/gene_pathway_processed_v2.csv", 3423),
+])
+def test_more_than_one_percent_missing_warns_with_count_examples_and_hint(real_data, pathway_file, missing, caplog):
+    """SurvPath's BLCA table holds 1,577 genes (its Reactome/PARADIGM set): two thirds of the 331 pathways' genes
+    are not in it, whichever spelling the pathway file uses."""
+    from modaltune.omics.build import build_pathways
+
+    rna = real_data / "survpath" / "datasets_csv" / "raw_rna_data" / "xena" / "blca" / "rna_clean.csv"
+    match = build_pathways(real_data / pathway_file, [rna])
+    assert len(match.genes_missing) == missing
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert f"{missing} of the" in warning and str(rna) in warning and pathway_file in warning
+    measured = set(expression_genes(rna))
+    first_missing = [g for g in read_pathways(real_data / pathway_file)["gene"].unique() if g not in measured][:5]
+    assert str(first_missing) in warning  # a few examples, in the pathway file's order
+    assert "gene_pathway_processed_v2.csv" in warning and "IL8" in warning and "omics.gene_aliases" in warning
+
+
+def test_a_pathway_file_inside_the_rna_genes_does_not_warn(survpath, caplog):
+    from modaltune.omics.build import build_pathways
+
+    rna = survpath / "raw_rna_data" / "xena" / "blca" / "rna_clean.csv"
+    match = build_pathways(survpath / "metadata" / "xena_signatures.csv", [rna])  # its genes are the table's
+    assert match.genes_found == 1577 and not match.genes_missing
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_pathway_file_with_no_gene_in_the_rna_stops_naming_both_files(survpath, release_pathways, tmp_path):
+    """The release's renamed genes only (IL8, DARC, ...): the BLCA table spells every one of them differently."""
+    from modaltune.omics.build import build_pathways
+
+    rna = survpath / "raw_rna_data" / "xena" / "blca" / "rna_clean.csv"
+    survpath_genes = set(read_pathways(survpath / "pathway_compositions" / "combine_comps.csv")["gene"])
+    release = pd.read_csv(release_pathways)
+    renamed_only = tmp_path / "renamed_only.csv"
+    release[~release["gene"].isin(survpath_genes | set(expression_genes(rna)))].to_csv(renamed_only, index=False)
+    with pytest.raises(ValueError, match=rf"no gene of the pathway file {renamed_only} is in the RNA file {rna}"):
+        build_pathways(renamed_only, [rna])
+
+
+def test_an_alias_table_matches_old_pathway_symbols_to_new_rna_symbols(survpath, release_pathways, tmp_path):
+    """The release spells DCI and ORC2L, SurvPath's BLCA table ECI1 and ORC2 (their current symbols)."""
+    from modaltune.omics.build import build_pathways, build_site_genes
+    from modaltune.omics.symbols import read_gene_aliases
+
+    rna = survpath / "raw_rna_data" / "xena" / "blca" / "rna_clean.csv"
+    aliases_file = tmp_path / "aliases.csv"
+    aliases_file.write_text("old,new\nDCI,ECI1\norc2l,ORC2\nIL8,CXCL8\n")
+    aliases = read_gene_aliases(aliases_file)
+    plain = build_pathways(release_pathways, [rna])
+    aliased = build_pathways(release_pathways, [rna], aliases)
+    assert {"DCI", "ORC2L"} <= set(plain.genes_missing)
+    assert set(plain.genes_missing) - set(aliased.genes_missing) == {"DCI", "ORC2L"}  # CXCL8 is not in the table
+    table, _ = build_site_genes([rna], aliased.membership, aliases)
+    expression = read_expression(rna)
+    assert np.array_equal(table.set_index("patient").loc[expression.index, "DCI"].to_numpy(),
+                          expression["ECI1"].to_numpy())
+    with pytest.raises(ValueError, match="genes of results/omics/pathways.parquet are missing"):
+        build_site_genes([rna], aliased.membership)  # the table must use the aliases the membership used
+
+
+def test_a_conflicting_alias_table_is_refused(tmp_path):
+    from modaltune.omics.symbols import read_gene_aliases
+
+    aliases = tmp_path / "aliases.csv"
+    aliases.write_text("old,new\nIL8,CXCL8\nil8,CXCL9\n")
+    with pytest.raises(ValueError, match=r"aliases.csv: old symbol\(s\) \['IL8'\] map to several new symbols"):
+        read_gene_aliases(aliases)
+    aliases.write_text("from,to\nIL8,CXCL8\n")
+    with pytest.raises(ValueError, match="needs columns old,new"):
+        read_gene_aliases(aliases)

@@ -431,34 +431,120 @@ def test_conch_checkpoint_with_a_missing_or_extra_text_key_is_refused(conch_file
 # --- text probe on prompts from real clinical tables -------------------------------------------------------------
 
 
-def test_text_probe_runs_on_prompts_from_real_clinical_tables(real_data, minilm, tmp_path, capsys):
+RELEASE_SPLITS = {"train": "train", "val": "val", "test": "test"}
+
+
+def release_cohort(real_data, site: str, per_split: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The official release's records of one site (json_splits/tcga_{site}) as a cohort table and its split (seed 0):
+    one row per patient (its first slide's record), the first ``per_split[split]`` patients of each split file."""
+    import json
+
+    folder = real_data / "modaltune_release" / "json_splits" / f"tcga_{site.lower()}"
+    rows, splits = [], []
+    for split, count in per_split.items():
+        records = json.loads((folder / f"{split}_{site.lower()}_cls_feat.json").read_text())["data"]
+        first = list({r["case_submitter_id"]: r for r in reversed(records)}.values())[::-1][:count]
+        for r in first:
+            rows.append({
+                "patient": r["case_submitter_id"], "site": site, "project": r["project_id"].removeprefix("TCGA-"),
+                "diagnosis": r["primary_diagnosis"], "subtype_class": int(r["primary_class"]),
+                "time_months": float(r["durations"]), "event": int(r["vital_status"]),
+                "stage": r["ajcc_pathologic_stage"], "t_stage": r["ajcc_pathologic_t"],
+                "n_stage": r["ajcc_pathologic_n"], "m_stage": r["ajcc_pathologic_m"],
+                "age": float(r["age_at_index"]) if r["age_at_index"] not in (None, "", "'--") else np.nan,
+                "has_rna": bool(r["gene_availability"]),
+            })
+            splits.append({"patient": r["case_submitter_id"], "seed": 0, "split": split})
+    return pd.DataFrame(rows), pd.DataFrame(splits)
+
+
+def test_text_probe_separates_subtypes_from_the_release_records(real_data, minilm, tmp_path):
+    """Prompts from the official release's records (stages, TNM, survival months, vital status) of three sites; the
+    subtype is near-perfectly separable from the subtype and general prompts (they name the diagnosis), and not from
+    the survival prompt (location, stage and survival only): the control that the probe reads the prompt's content."""
     from modaltune.cli import main
-    from modaltune.cohort import make_splits
     from modaltune.io import write_parquet
     from modaltune.text.encoders import embed_prompts
-    from modaltune.text.probe import METRICS
 
-    # Lung (TCGA-LUSC) and kidney (TCGA-KIRC, 2019 export) patients as the two classes of a pan-cancer-style mix.
-    lusc = real_site_cohort(real_data, "gdc_clinical_lusc/clinical.tsv", "NSCLC", "LUSC", patients=40)
-    kirc = real_site_cohort(real_data, "gdc_clinical_kirc_2019/clinical.tsv", "RCC", "KIRC", patients=40)
-    cohort = pd.concat([lusc.assign(subtype_class=0), kirc.assign(subtype_class=1)], ignore_index=True)
-    splits = make_splits(cohort, seeds=[0])
-    prompts = pd.concat([
-        prompts_for_seed(cohort[cohort["site"] == site], splits, site, seed=0).prompts for site in ("NSCLC", "RCC")
-    ])
-    embeddings = embed_prompts(prompts[prompts["task"] == "general"], minilm, batch_size=32)
-    write_parquet(cohort, tmp_path / "cohort.parquet")
-    write_parquet(splits, tmp_path / "splits.parquet")
-    write_parquet(embeddings, tmp_path / "seed0_minilm.parquet", metadata={"seed": 0})
+    prompts_used = ["general", "subtype", "survival"]
+    site_args = []
+    for site in ("BRCA", "NSCLC", "RCC"):
+        cohort, splits = release_cohort(real_data, site, {"train": 60, "test": 40})
+        prompts = prompts_for_seed(cohort, splits, site, seed=0)
+        assert not prompts.unknown, prompts.unknown  # every release stage/TNM value is in the phrase tables
+        general = prompt_of(prompts.prompts, cohort["patient"].iloc[0], "general")
+        assert "Cancer diagnosis: " in general and "Overall stage: stage " in general and "months" in general
+        chosen = prompts.prompts[prompts.prompts["task"].isin(prompts_used)]
+        write_parquet(cohort, tmp_path / f"{site}.parquet")
+        write_parquet(splits, tmp_path / f"{site}_splits.parquet")
+        write_parquet(embed_prompts(chosen, minilm, batch_size=64), tmp_path / f"{site}_seed0.parquet",
+                      metadata={"seed": 0})
+        site_args += ["--site", site, *(str(tmp_path / name) for name in
+                                        (f"{site}.parquet", f"{site}_splits.parquet", f"{site}_seed0.parquet"))]
 
-    assert main(["text-probe", "--cohort", str(tmp_path / "cohort.parquet"), "--splits", str(tmp_path / "splits.parquet"),
-                 "--embeddings", str(tmp_path / "seed0_minilm.parquet"), "--out", str(tmp_path / "probe.csv")]) == 0
-    printed = capsys.readouterr().out
-    assert all(metric in printed for metric in METRICS) and "| random" in printed and " ± " in printed
-    results = pd.read_csv(tmp_path / "probe.csv")
-    assert list(results["projector"]) == ["none", "random"] and list(results["dim"]) == [384, 256]
-    assert (results["n_test"] == 16).all()
-    for metric in METRICS:
-        assert results[metric].between(0.0, 1.0).all(), metric
-    assert (results["subtype_balanced_accuracy"] > 0.9).all()  # "lung ..." vs "kidney ..." prompts
-    assert (results["c_index"] > 0.6).all()  # the general prompt states the survival bin and the event
+    csv, markdown = tmp_path / "tables" / "text_probe.csv", tmp_path / "tables" / "text_probe.md"
+    assert main(["text-probe", *site_args, "--csv", str(csv), "--markdown", str(markdown)]) == 0
+    results = pd.read_csv(csv)
+    assert len(results) == 3 * len(prompts_used) * 2 and (results["n_test"] == 40).all()
+    assert set(zip(results["projector"], results["dim"], strict=True)) == {("none", 384), ("random", 256)}
+    accuracy = results.set_index(["site", "prompt", "projector"])["subtype_balanced_accuracy"]
+    for site in ("BRCA", "NSCLC", "RCC"):
+        for projector in ("none", "random"):
+            assert accuracy[(site, "subtype", projector)] >= 0.95, (site, projector)
+            assert accuracy[(site, "general", projector)] >= 0.9, (site, projector)
+            assert accuracy[(site, "survival", projector)] <= 0.8, (site, projector)
+    table = markdown.read_text()
+    assert "| BRCA   | subtype  | random" in table and " ± " in table
+
+
+def conch_text_keys(vocab=32007, width=768, layers=12, output_dim=512, context_length=128):
+    """Reference data-formats.md section 8: the `text.*` keys of CONCH's pytorch_model.bin with shapes (CoCa text
+    tower, embed_cls True; open_clip's TextTransformer names), written out by hand."""
+    keys = {"text.text_projection": (width, output_dim), "text.cls_emb": (width,),
+            "text.token_embedding.weight": (vocab, width), "text.positional_embedding": (context_length, width),
+            "text.ln_final.weight": (width,), "text.ln_final.bias": (width,)}
+    for layer in range(layers):
+        prefix = f"text.transformer.resblocks.{layer}."
+        keys[f"{prefix}attn.in_proj_weight"], keys[f"{prefix}attn.in_proj_bias"] = (3 * width, width), (3 * width,)
+        keys[f"{prefix}attn.out_proj.weight"], keys[f"{prefix}attn.out_proj.bias"] = (width, width), (width,)
+        for norm in ("ln_1", "ln_2"):
+            keys[f"{prefix}{norm}.weight"], keys[f"{prefix}{norm}.bias"] = (width,), (width,)
+        keys[f"{prefix}mlp.c_fc.weight"], keys[f"{prefix}mlp.c_fc.bias"] = (4 * width, width), (4 * width,)
+        keys[f"{prefix}mlp.c_proj.weight"], keys[f"{prefix}mlp.c_proj.bias"] = (width, 4 * width), (width,)
+    return keys
+
+
+def test_conch_text_tower_has_conchs_text_key_set():
+    from modaltune.text.conch import ConchTextTower
+
+    with torch.device("meta"):
+        tower = ConchTextTower()
+    assert {f"text.{k}": tuple(v.shape) for k, v in tower.state_dict().items()} == conch_text_keys()
+
+
+def test_conch_text_tower_equals_open_clips_text_transformer(tmp_path):
+    """An independent implementation: open_clip's TextTransformer (the code CONCH's CoCa forks) with a tiny CONCH-like
+    config -- CLS embedding appended, causal mask, the CLS row masking padding, a text projection -- saved under
+    CONCH's key names and loaded with our loader, gives the same vectors."""
+    from open_clip.transformer import TextTransformer
+
+    from modaltune.text.conch import load_conch_text_tower
+
+    torch.manual_seed(0)
+    slots = 16  # tokens per prompt incl. the CLS slot (CONCH: 128)
+    reference = TextTransformer(context_length=slots - 1, vocab_size=50, width=32, heads=4, layers=2, output_dim=16,
+                                embed_cls=True, pad_id=0).eval()
+    with torch.no_grad():  # every weight non-trivial, biases and LayerNorms included
+        for parameter in reference.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    torch.save({f"text.{k}": v for k, v in reference.state_dict().items()}, tmp_path / "pytorch_model.bin")
+    tower = load_conch_text_tower(tmp_path / "pytorch_model.bin", heads=4)
+
+    lengths = [slots - 1, 9, 4, 2]  # a full prompt and padded ones: the padding mask matters
+    tokens = torch.zeros(len(lengths), slots, dtype=torch.long)  # <pad> = 0, the last slot the CLS placeholder
+    for row, length in enumerate(lengths):
+        tokens[row, :length] = torch.randint(3, 50, (length,))
+    with torch.no_grad():
+        expected = reference(tokens[:, :-1])
+        torch.testing.assert_close(tower(tokens, normalize=False), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(tower(tokens), torch.nn.functional.normalize(expected, dim=-1))

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -242,6 +243,23 @@ def test_a_checkpoint_of_other_settings_is_discarded_not_resumed(cohort, tmp_pat
     assert history["lr"].tolist() == [2e-3]  # epoch 0 was trained again with the new settings
 
 
+def test_gene_scaling_is_fitted_on_the_training_split_only(cohort, tmp_path):
+    """Validation and test patients get extreme gene values: statistics fitted on every patient would move far
+    from the training-only ones that the model must store (and apply to every split)."""
+    extreme = shutil.copytree(cohort, tmp_path / "results")
+    splits = pd.read_parquet(extreme / "cohort" / "S1_splits.parquet").set_index("patient")["split"]
+    omics = pd.read_parquet(extreme / "omics" / "S1.parquet").set_index("patient")
+    held_out = splits.index[splits != "train"]
+    omics.loc[held_out] = 1e4 * (1 + np.arange(len(held_out)))[:, None]
+    omics.reset_index().to_parquet(extreme / "omics" / "S1.parquet")
+    run(extreme, tmp_path / "model", epochs=1)
+
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())["gene_scaler"]
+    train = omics.loc[splits.index[splits == "train"], saved["genes"]].to_numpy(np.float64)
+    np.testing.assert_allclose(saved["mean"], train.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(saved["std"], train.std(axis=0, ddof=0), rtol=1e-12)
+
+
 def test_validation_and_test_text_is_never_read(cohort):
     files = site_files(cohort, "S1", 0, "tiny", "minilm")
     data = ExperimentData([files], 0, BagOptions(24))
@@ -267,3 +285,33 @@ def test_tile_counts_come_from_the_manifest_and_an_unlisted_slide_is_named(cohor
     manifest.iloc[:-1].to_parquet(partial)
     with pytest.raises(ValueError, match=rf"no feature file listed for slide\(s\) \['{dropped}'\] of site S1"):
         ExperimentData([dataclasses.replace(files, features=partial)], 0)
+
+
+def test_every_trainable_group_of_the_demo_model_moves(cohort, tmp_path):
+    """The demo's model and training settings (config/demo.yaml, two epochs): the loss reaches every part, so each
+    group's median weight moves by at least half a peak learning rate (Adam's undamped step is about lr)."""
+    from pathlib import Path
+
+    from modaltune.config import load as load_config
+    from modaltune.models.modaltune import build_modaltune
+    from modaltune.models.omics_encoder import pathway_gene_indices
+
+    config = load_config([Path(__file__).resolve().parents[2] / "config" / "demo.yaml"])
+    training = dict(config["training"], epochs=2)
+    files = site_files(cohort, "S1", 0, "tiny", "minilm")
+    data = ExperimentData([files], 0, BagOptions(training["tile_cap"]))
+    memberships = pd.read_parquet(cohort / "omics" / "pathways.parquet")
+    model_section = dict(config["model"], output_dim=16)
+    train_model(data, [files.text], cohort / "omics" / "pathways.parquet", model_section=config["model"],
+                slide_encoder_section=config["slide_encoder"], training=training, projector_dim=16, seed=0,
+                out_dir=tmp_path)
+    # train_model seeds torch with the run's seed right before building the model: the same call rebuilds its start.
+    torch.manual_seed(0)
+    pairs = list(zip(memberships["pathway"], memberships["gene"], strict=True))
+    _, pathway_genes = pathway_gene_indices(data.gene_names, pairs)
+    start = build_modaltune(model_section, config["slide_encoder"], pathway_genes, len(data.gene_names)).state_dict()
+    trained = load_file(str(tmp_path / "model.safetensors"))
+    for group in ("omics_encoder.", "adapter.", "task_prompts", "final_project."):
+        moved = torch.cat([(trained[k] - start[k]).abs().flatten() for k in start
+                           if k.startswith(group) and start[k].is_floating_point()])
+        assert moved.median() >= 0.5 * training["lr"], group

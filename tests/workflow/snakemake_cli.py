@@ -33,14 +33,12 @@ def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None, time
     """`python -m snakemake` on the workflow in `workdir`; fails with the log tail when Snakemake does."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir)]
     command += ["--workflow-profile", "none", *map(str, args)]
-    # Rules call the `modaltune` command installed next to this interpreter, also when the venv is not activated.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     result = subprocess.run(
         command,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PATH": path, **(env or {})},
+        env={**os.environ, **(env or {})},
     )
     if result.returncode != 0:
         log = (result.stdout + result.stderr)[-6000:]
@@ -91,12 +89,13 @@ def placeholder_slide_names(site_index: int, count: int) -> list[str]:
 def placeholder_tcga_config(root: Path, slides_per_site: dict[str, int] | None = None) -> Path:
     """An override for config/tcga.yaml whose every input path is an empty placeholder file under `root`.
 
-    The template's sites are kept (with `slides_per_site[site]` placeholder slides each, default 3); sites named
-    in `slides_per_site` but not in the template copy the template's first site. Only paths change: passed after
-    config/tcga.yaml, Snakemake merges it over the template, so every other setting is the template's own.
+    Every site of the template is kept (Snakemake's merge cannot remove one), with `slides_per_site[site]`
+    placeholder slides each, default 3; sites named in `slides_per_site` but not in the template copy the template's
+    first site. Only paths change: passed after config/tcga.yaml, Snakemake merges it over the template, so every
+    other setting is the template's own.
     """
     template = yaml.safe_load(TCGA_CONFIG.read_text())
-    wanted = slides_per_site or dict.fromkeys(template["sites"], 3)
+    wanted = dict.fromkeys(template["sites"], 3) | dict(slides_per_site or {})
     first_site = next(iter(template["sites"].values()))
     sites = {}
     for index, (site, count) in enumerate(wanted.items()):

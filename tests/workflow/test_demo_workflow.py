@@ -4,7 +4,6 @@ the planted signal and the Snakemake report."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +34,10 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(
         [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
          "--workflow-profile", "none", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=3600,
+        cwd=workdir, capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
 
 
@@ -104,6 +102,19 @@ def test_table_cells_equal_the_probe_files(demo, name):
         assert all(f["site"] == row.site and f["experiment"] == row.experiment for f in files)
 
 
+def test_text_probe_table_has_every_site_seed_prompt_and_projector(demo):
+    """Supplementary Table 7: the demo's subtype prompts name the diagnosis, so the subtype probe reads it."""
+    table = pd.read_csv(demo / "results" / "tables" / "text_probe.csv")
+    prompts = ["general", "subtype", "stage", "survival"]
+    expected = {(site, seed, prompt, projector) for site in SITES for seed in SEEDS for prompt in prompts
+                for projector in ("none", "random")}
+    assert set(zip(table.site, table.seed, table.prompt, table.projector, strict=True)) == expected
+    subtype_prompt = table[table.prompt == "subtype"]
+    assert subtype_prompt.groupby("site")["subtype_balanced_accuracy"].mean().min() >= 0.9
+    markdown = (demo / "results" / "tables" / "text_probe.md").read_text()
+    assert " ± " in markdown and all(f"| {site}" in markdown for site in SITES)
+
+
 def test_ood_table_holds_each_configured_run(demo):
     table = pd.read_csv(demo / "results" / "tables" / "ood.csv", keep_default_na=False)
     runs = {
@@ -133,16 +144,41 @@ def test_figures_are_nonempty_pngs(demo):
         assert min(image.shape) > 100 and image.std() > 5, name
 
 
-def test_modaltune_is_above_chance_on_both_tasks(demo):
-    """The planted signal: on average over sites and seeds, better than chance on subtype and survival."""
-    margins, c_indices = [], []
+def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean([np.mean(predicted[truth == label] == label) for label in np.unique(truth)]))
+
+
+def permutation_p_value(runs: list[tuple[np.ndarray, np.ndarray]], statistic, draws: int = 4000) -> float:
+    """One-sided p-value of the mean of ``statistic(truth, predicted)`` over runs, under "the predictions carry no
+    information about the truth": each run's truth is shuffled among its own test patients (class sizes kept)."""
+    observed = np.mean([statistic(truth, predicted) for truth, predicted in runs])
+    rng = np.random.default_rng(0)
+    null = np.array([np.mean([statistic(rng.permutation(truth), predicted) for truth, predicted in runs])
+                     for _ in range(draws)])
+    return float((1 + np.sum(null >= observed)) / (1 + draws))
+
+
+def test_modaltune_finds_the_planted_subtypes_decisively(demo):
+    """The planted subtype signal is large (each subtype has its own stain colours, nuclei density and clear space on
+    the slides, and pathway shifts of 0.7-1.5 SD in the expression): every run's probe separates the subtypes
+    (balanced accuracy 1.0 on NSCLC seeds 0-2). Averaging six balanced accuracies of about a dozen test patients
+    each is no test (a model without signal beats 1/classes on average half the time); a permutation test of the
+    same six runs is: predictions that ignore the subtype pass with probability below 1e-3 (the null's 99.9 %
+    quantile of the mean is about 0.69 for two classes, against 1.0 observed).
+
+    Survival is not tested here: at demo size it cannot be decided. The planted risk itself reaches a C-index of
+    0.52-0.93 on single test splits of 11 patients, and ModalTune's predicted risk does not follow the planted risk
+    (Spearman -0.34, -0.07, -0.07 on NSCLC seeds 0-2, C-index 0.72, 0.32, 0.52), so any threshold on it would
+    pass or fail by chance."""
+    runs = []
     for site in SITES:
         for seed in SEEDS:
-            result = probe(demo, "probes", "modaltune", site, f"seed{seed}.json")
-            margins.append(result["subtype"]["balanced_accuracy"] - 1 / n_classes(demo, site))
-            c_indices.append(result["survival"]["c_index"])
-    assert np.mean(margins) > 0, margins
-    assert np.mean(c_indices) > 0.5, c_indices
+            predictions = pd.DataFrame(probe(demo, "probes", "modaltune", site, f"seed{seed}.json")["predictions"])
+            labelled = predictions[predictions["subtype_class"] >= 0]
+            runs.append((labelled["subtype_class"].to_numpy(), labelled["subtype_pred"].to_numpy()))
+    margins = [balanced_accuracy(truth, predicted) - 1 / len(np.unique(truth)) for truth, predicted in runs]
+    p_value = permutation_p_value(runs, balanced_accuracy)
+    assert p_value < 1e-3, (p_value, margins)
 
 
 def test_gigapath_lp_probes_modaltunes_starting_encoder(demo):

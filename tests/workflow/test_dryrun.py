@@ -214,3 +214,16 @@ def test_every_shell_command_fits_the_linux_limit_at_tcga_scale(tmp_path):
 
 def placeholder_sites(config_file):
     return yaml.safe_load(Path(config_file).read_text())["sites"]
+
+
+def test_a_gene_alias_table_reaches_both_omics_rules(tmp_path):
+    """omics.gene_aliases is an input of the pathway table and of every site's table, passed as --aliases."""
+    placeholders = placeholder_tcga_config(tmp_path / "inputs")
+    aliases = tmp_path / "inputs" / "aliases.csv"
+    aliases.write_text("old,new\nIL8,CXCL8\n")
+    override = tmp_path / "aliases.yaml"
+    override.write_text(yaml.safe_dump({"omics": {"gene_aliases": str(aliases)}}))
+    output = snakemake(tmp_path / "run", "--dry-run", "--printshellcmds", "results/omics/BRCA.parquet",
+                       "--configfile", TCGA_CONFIG, placeholders, override).stdout
+    commands = [line for line in output.splitlines() if "modaltune pathways " in line or "modaltune omics " in line]
+    assert len(commands) == 2 and all(f"--aliases {aliases}" in line for line in commands), output

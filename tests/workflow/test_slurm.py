@@ -1,8 +1,11 @@
 """The demo's tiling runs on a real single-node SLURM cluster through the shipped SLURM profile.
 
 tests/slurm/start_cluster.sh installs slurm-wlm and munge when missing (root + apt-get), writes slurm.conf for this
-host and starts the daemons; the test is skipped only when SLURM cannot be installed here (set
-MODALTUNE_REQUIRE_SLURM=1, as .ci/run does, to make that a failure). Evidence that the jobs ran under SLURM comes
+host and starts the daemons, with their files in a temporary folder: the machine's munge key is never touched
+(a private munged and key), and its /etc/slurm/slurm.conf, which srun inside a job must read, is saved and put
+back when the cluster stops; the test checks that both are as it found them. The test is skipped only when SLURM cannot be
+installed here (set MODALTUNE_REQUIRE_SLURM=1, as .ci/run does, to make that a failure; `make test` ends with a
+loud note when it was skipped). Evidence that the jobs ran under SLURM comes
 from SLURM itself: its job-completion records (jobcomp/filetxt) and the job logs it wrote as <jobid>.log.
 """
 
@@ -23,12 +26,20 @@ pytestmark = pytest.mark.slurm
 
 CLUSTER_SCRIPTS = REPO / "tests" / "slurm"
 CANNOT_INSTALL = 3  # start_cluster.sh's exit status when SLURM cannot be installed on this machine
+# The machine's own SLURM configuration and munge key: the test cluster must leave them as it found them.
+MACHINE_FILES = [Path("/etc/slurm/slurm.conf"), Path("/etc/munge/munge.key")]
+
+
+def machine_files() -> dict[Path, bytes | None]:
+    return {path: path.read_bytes() if path.is_file() else None for path in MACHINE_FILES}
 
 
 @pytest.fixture(scope="module")
 def slurm_partition(tmp_path_factory):
-    """Start the cluster for this module, stop its daemons afterwards; yields the partition name."""
+    """Start the cluster for this module, stop its daemons afterwards; yields (state folder, environment of the
+    cluster's commands, partition name)."""
     state = tmp_path_factory.mktemp("slurm")
+    before = machine_files()
     started = time.monotonic()
     result = subprocess.run(
         ["bash", str(CLUSTER_SCRIPTS / "start_cluster.sh"), str(state)],
@@ -44,9 +55,15 @@ def slurm_partition(tmp_path_factory):
     try:
         assert result.returncode == 0, f"start_cluster.sh failed:\n{result.stderr[-4000:]}"
         print(f"\nSLURM install + start-up: {time.monotonic() - started:.0f} s ({result.stderr.strip()})")
-        yield state, re.search(r"^PARTITION=(\S+)$", result.stdout, re.M).group(1)
+        settings = dict(re.findall(r"^(SLURM_CONF|PARTITION)=(\S+)$", result.stdout, re.M))
+        yield state, {**os.environ, "SLURM_CONF": settings["SLURM_CONF"]}, settings["PARTITION"]
     finally:
         subprocess.run(["bash", str(CLUSTER_SCRIPTS / "stop_cluster.sh"), str(state)], timeout=60)
+        after = machine_files()
+        # A key that the munge package's installation created is not ours to judge; everything else must match.
+        changed = [str(path) for path, content in before.items()
+                   if after[path] != content and not (content is None and path.name == "munge.key")]
+        assert not changed, f"the SLURM test changed {changed}"
 
 
 def completion_records(state: Path) -> dict[str, dict[str, str]]:
@@ -59,15 +76,15 @@ def completion_records(state: Path) -> dict[str, dict[str, str]]:
 
 
 def test_demo_tiling_runs_as_slurm_jobs(slurm_partition, tmp_path):
-    state, partition = slurm_partition
+    state, cluster_env, partition = slurm_partition
     demo = modaltune.config.load([REPO / "config" / "demo.yaml"])["demo"]
     slides = demo_site_inputs(demo, root="results/demo")["NSCLC"]["slide_ids"][:2]
     targets = [f"results/tiles/{slide}.parquet" for slide in slides]
     node_cpus = int(
-        subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()[0]
+        subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, env=cluster_env).stdout.split()[0]
     )
 
-    env = {**SLURM_ENV, "MODALTUNE_SLURM_PARTITION": partition}
+    env = {**SLURM_ENV, "SLURM_CONF": cluster_env["SLURM_CONF"], "MODALTUNE_SLURM_PARTITION": partition}
     run = snakemake(
         tmp_path,
         *targets,

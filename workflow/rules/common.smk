@@ -8,10 +8,12 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 
 import modaltune.config
+import modaltune.weights
 
 try:
     modaltune.config.validate(config)
-except modaltune.config.ConfigError as error:
+    modaltune.weights.check_workflow(config)  # no random encoder weights by accident
+except (modaltune.config.ConfigError, modaltune.weights.WeightsError) as error:
     raise WorkflowError(str(error)) from None
 
 # With --use-conda, envs/<env>.post-deploy.sh installs this checkout into each job environment; it finds
@@ -30,38 +32,12 @@ localrules:
     all,
 
 
-DEMO_ROOT = "results/demo"
-
-
-def _site_table():
-    """{site: inputs} where inputs follow modaltune/schema/sites.yaml plus `slide_ids`."""
-    if config["demo"]["enabled"]:
-        from modaltune.synth import demo_site_inputs
-
-        return demo_site_inputs(config["demo"], root=DEMO_ROOT)
-    table = {}
-    for site, inputs in config["sites"].items():
-        folder = Path(inputs["slides"])
-        paths = sorted(folder.glob(inputs["slide_glob"]))
-        table[site] = dict(inputs, slide_ids=[p.stem for p in paths], slide_files=[str(p) for p in paths])
-    return table
-
-
-SITES = _site_table()
-
-
-def _pathways_file():
-    """The pathway composition file: the demo's own, else `omics.pathways` (SurvPath CSV, list form or GMT)."""
-    if config["demo"]["enabled"]:
-        from modaltune.synth import demo_pathways_file
-
-        return str(demo_pathways_file(DEMO_ROOT))
-    if not config["omics"]["pathways"]:
-        raise WorkflowError("config: set omics.pathways to a pathway file (e.g. SurvPath combine_comps.csv)")
-    return config["omics"]["pathways"]
-
-
-PATHWAYS_FILE = _pathways_file()
+DEMO_ROOT = modaltune.config.DEMO_ROOT
+try:
+    SITES = modaltune.config.site_inputs(config, DEMO_ROOT)  # {site: inputs + slide_ids, slide_files}
+    PATHWAYS_FILE = modaltune.config.pathways_file(config, DEMO_ROOT)
+except modaltune.config.ConfigError as error:
+    raise WorkflowError(str(error)) from None
 SEEDS = config["cohort"]["seeds"]  # model seeds: every model, text target and probe exists once per seed
 SLIDE_FILE = {
     slide: path

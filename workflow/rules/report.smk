@@ -72,3 +72,26 @@ rule ablation_table:
 
 
 TARGETS.append(table_targets)
+
+
+# Paper supplementary Table 7: per site, prompt and projector setting, linear probes on the text embeddings.
+rule text_probe:
+    input:
+        [path for site in SITES for path in text_probe_site_files(site)],
+    output:
+        csv=TEXT_PROBE_TABLES[0],
+        markdown=TEXT_PROBE_TABLES[1],
+    log:
+        "results/logs/text_probe/text_probe.log",
+    params:
+        sites=text_probe_sites_option(),
+        section=section_json("text"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "modaltune text-probe {params.sites} --csv {output.csv:q} --markdown {output.markdown:q} "
+        "--params {params.section:q} > {log} 2>&1"

@@ -22,3 +22,22 @@ def text_targets():
 
 
 TARGETS.append(text_targets)
+
+
+def text_probe_site_files(site):
+    """One site's cohort, splits and text embeddings of every seed, in the order `modaltune text-probe --site` reads."""
+    return [f"results/cohort/{site}.parquet", f"results/cohort/{site}_splits.parquet"] + [
+        f"results/text/{site}_seed{seed}_{TEXT_ENCODER}.parquet" for seed in SEEDS
+    ]
+
+
+def text_probe_sites_option():
+    """`--site SITE COHORT SPLITS EMBEDDINGS...` for every site: one job probes them all (a process per site would
+    cost more than its probes on the demo)."""
+    return " ".join(
+        "--site " + " ".join(shlex.quote(arg) for arg in [site, *text_probe_site_files(site)]) for site in SITES
+    )
+
+
+TEXT_PROBE_TABLES = ["results/tables/text_probe.csv", "results/tables/text_probe.md"]
+TARGETS.append(lambda: TEXT_PROBE_TABLES)

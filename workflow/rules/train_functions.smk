@@ -3,17 +3,18 @@
 from modaltune.training.cli import SECTIONS as TRAIN_SECTIONS
 
 TRAINING = config["training"]
-EXPERIMENTS = config["experiments"]
 POOLED = "pooled"
+try:
+    EXPERIMENT_SITES, _skipped = modaltune.config.experiment_sites(config, list(SITES))
+except modaltune.config.ConfigError as error:
+    raise WorkflowError(str(error)) from None
+for _notice in _skipped:
+    logger.warning(f"notice: {_notice}")
+EXPERIMENTS = {name: config["experiments"][name] for name in EXPERIMENT_SITES}  # the experiments that run
 
 
 def experiment_sites(experiment):
-    sites = EXPERIMENTS[experiment]["sites"]
-    chosen = list(SITES) if sites == "all" else list(sites)
-    unknown = [site for site in chosen if site not in SITES]
-    if unknown:
-        raise WorkflowError(f"experiments.{experiment}.sites: unknown site(s) {unknown} (configured: {list(SITES)})")
-    return chosen
+    return EXPERIMENT_SITES[experiment]
 
 
 def experiment_seeds(experiment):
