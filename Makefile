@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CORES  ?= 2
 
-.PHONY: demo test test-slurm lint bench preflight clean
+.PHONY: demo test validate test-slurm lint bench gpu-check preflight clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra
 
+# The synthetic validation study (config/validation.yaml over the demo config, about 30 min on 2 cores), in its own
+# working directory so that it leaves the demo's outputs alone: the report is
+# $(VALIDATION_DIR)/results/tables/validation.md.
+VALIDATION_DIR ?= results/validation
+validate: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --directory $(VALIDATION_DIR) all \
+		--configfile $(abspath config/demo.yaml) $(abspath config/validation.yaml)
+
 # Only the test on a real single-node SLURM cluster (as root it apt-installs slurm-wlm + munge when missing).
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -ra -m slurm
@@ -30,8 +38,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check modaltune tests benchmarks
 	$(BIN)/snakemake --lint
 
+# CPU benchmarks; gpu_check.py needs a GPU (`make gpu-check`, JSON in results/gpu_check.json).
 bench: $(STAMP)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in $(filter-out benchmarks/gpu_check.py,$(wildcard benchmarks/*.py)); do \
+		echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --out results/gpu_check.json
 
 clean:
 	rm -rf results/demo results/tiles results/qc .snakemake

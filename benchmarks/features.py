@@ -33,9 +33,12 @@ from modaltune.synth import write_slide
 SLIDE_MPP = 0.25
 TILE_META = dict(mpp=0.5, tile_px=256, tile_px_level0=512, level=0)
 
-# dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name()
+# dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name(), the first
+# match wins: H100/H200 SXM 989 (NVIDIA data sheets), H100 PCIe 756, H100 NVL 835
 BF16_PEAK_TFLOPS = {
     "H200": 989.0,
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
     "H100": 989.0,
     "A100": 312.0,
     "L40S": 362.0,
@@ -88,11 +91,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def bf16_peak_entry(device_name: str) -> tuple[str, float] | None:
+    """(table key, dense bf16 TFLOP/s) of the first key of :data:`BF16_PEAK_TFLOPS` in ``device_name``, or None."""
+    return next(((key, peak) for key, peak in BF16_PEAK_TFLOPS.items() if key in device_name), None)
+
+
 def bf16_peak_tflops(override: float | None) -> float | None:
     if override is not None:
         return override
-    name = torch.cuda.get_device_name()
-    return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
+    entry = bf16_peak_entry(torch.cuda.get_device_name())
+    return None if entry is None else entry[1]
 
 
 def run(args, encoder_name: str, tiles: int, batch_size: int, folder: Path) -> None:

@@ -18,7 +18,8 @@ Files per site under ``{root}/{site}/`` (``root`` = ``results/demo`` in the work
   patient, level 0 at 0.25 um/px (AppMag 40) or for some 0.5 um/px (AppMag 20); one pen-marked slide, one glass-only
   slide and one truncated file per site (the latter two always a patient's second slide); every slide has its true
   tissue mask beside it (``{slide}.mask.png``, at the lowest pyramid level's size, 255 = tissue).
-- ``truth.tsv``: what real data would not say (subtype group, true stage group, log hazard, planted latents).
+- ``truth.tsv``: what real data would not say (subtype group, true stage group, log hazard and its planted terms,
+  the part of it each modality carries, planted latents). Only the validation report reads it.
 
 ``{root}/pathways.csv``: SurvPath-style composition (first column ``gene``, then 60 binary pathway columns: ten
 Reactome/PID-style names and the 50 Hallmarks), synthetic gene symbols ``SYN0001``...

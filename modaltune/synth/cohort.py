@@ -28,6 +28,10 @@ RISK_PATHWAYS = {
     "HALLMARK_INTERFERON_GAMMA_RESPONSE": -0.75,
 }
 SLIDE_GLOB = "*.svs"
+# Which parts of the log hazard each modality carries (the truth table's `risk_<modality>` columns, upper bounds for
+# a model that sees only that modality): the slides show the subtype (appearance) and the stage (nuclei severity);
+# the expression shows the subtype (pathway shifts) and the hazard pathways. Only the two together carry all of it.
+MODALITY_RISK = {"slides": ("stage", "subtype"), "expression": ("subtype", "pathways")}
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,8 @@ class PatientPlan:
     tissue_site: str
     icd_10: str
     latent: np.ndarray  # pathway activity, one value per PATHWAYS entry
-    risk: float  # log hazard ratio
+    risk: float  # log hazard ratio = the sum of risk_parts
+    risk_parts: dict[str, float]  # {"stage", "subtype", "pathways"}: the planted terms of the log hazard
     time_days: int
     event: bool
     has_rna: bool  # a tumour (-01) sample in the Xena matrix
@@ -299,8 +304,12 @@ def plan_site(site: str, demo: dict[str, Any]) -> SitePlan:
         if not rare:
             for name, shift in subtype.pathway_shift.items():
                 latent[PATHWAYS.index(name)] += shift
-        risk = STAGE_LOG_HAZARD * (group_number - 2.5) + (0.0 if rare else subtype.log_hazard)
-        risk += sum(beta * latent[PATHWAYS.index(name)] for name, beta in RISK_PATHWAYS.items())
+        risk_parts = {
+            "stage": STAGE_LOG_HAZARD * (group_number - 2.5),
+            "subtype": 0.0 if rare else subtype.log_hazard,
+            "pathways": float(sum(beta * latent[PATHWAYS.index(name)] for name, beta in RISK_PATHWAYS.items())),
+        }
+        risk = sum(risk_parts.values())
         event_days = rng.exponential(BASELINE_MEDIAN_DAYS / math.log(2) / math.exp(risk))
         censor_days = rng.uniform(60, 3650)
         age_years = float(np.clip(rng.normal(65, 10), 35, 88))
@@ -335,6 +344,7 @@ def plan_site(site: str, demo: dict[str, Any]) -> SitePlan:
                 icd_10=spec.icd_10[rng.integers(len(spec.icd_10))],
                 latent=latent,
                 risk=float(risk),
+                risk_parts=risk_parts,
                 time_days=max(1, int(min(event_days, censor_days))),
                 event=bool(event_days <= censor_days),
                 has_rna=bool(rng.random() >= demo["no_rna_fraction"]),

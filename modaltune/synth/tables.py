@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from modaltune.io import atomic_path
-from modaltune.synth.cohort import PATHWAYS, RISK_PATHWAYS, SitePlan, site_rng
+from modaltune.synth.cohort import MODALITY_RISK, PATHWAYS, RISK_PATHWAYS, SitePlan, site_rng
 from modaltune.synth.pathways import pathway_composition
 
 GDC_MISSING = "'--"
@@ -172,7 +172,12 @@ def expression_table(plan: SitePlan, demo: dict[str, Any]) -> pd.DataFrame:
 
 
 def truth_table(plan: SitePlan) -> pd.DataFrame:
-    """What the generator knows and real data would not say: for tests and sanity checks of the method."""
+    """What the generator knows and real data would not say: for tests and the validation report only (the workflow's
+    training and evaluation never read it).
+
+    ``risk`` is the true log hazard, ``risk_stage``/``risk_subtype``/``risk_pathways`` its planted terms and
+    ``risk_slides``/``risk_expression`` the part each modality carries (:data:`MODALITY_RISK`).
+    """
     planted = sorted({*RISK_PATHWAYS, *(name for s in plan.spec.subtypes for name in s.pathway_shift)})
     rows = []
     for p in plan.patients:
@@ -184,6 +189,9 @@ def truth_table(plan: SitePlan) -> pd.DataFrame:
             "stage_group": p.stage_group,
             "stage_recorded": p.stage is not None,
             "risk": round(p.risk, 6),
+            **{f"risk_{part}": round(value, 6) for part, value in p.risk_parts.items()},
+            **{f"risk_{modality}": round(sum(p.risk_parts[part] for part in parts), 6)
+               for modality, parts in MODALITY_RISK.items()},
             "time_days": p.time_days,
             "event": int(p.event),
             "has_rna": p.has_rna,

@@ -151,7 +151,7 @@ def test_check_names_the_weights_a_real_encoder_lacks(tmp_path):
     path.write_text(yaml.safe_dump(user))
     report = run_preflight([path], SNAKEFILE, tmp_path, count_jobs=False)
     text = "\n".join(report.errors)
-    assert "features.weights: tile encoder 'gigapath' needs pretrained weights and none were given" in text
+    assert "features.weights: tile encoder 'gigapath' needs pretrained weights but features.weights is not set" in text
     assert "features.encoder 'gigapath' writes 1536-d tile features, but slide_encoder 'tiny' reads 96-d" in text
     assert "config error: set omics.pathways to a pathway file" in text
 

@@ -66,7 +66,7 @@ def test_workflow_refuses_a_real_tile_encoder_without_weights_unless_features_ar
 
 def test_snakemake_stops_before_any_job_on_a_real_encoder_without_weights(tmp_path):
     user = tmp_path / "user.yaml"
-    user.write_text("slide_encoder:\n  name: gigapath_slide_enc12l768d\n")
+    user.write_text("features:\n  encoder: tiny\nslide_encoder:\n  name: gigapath_slide_enc12l768d\n")
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(tmp_path),
          "-n", "--configfile", str(user)],
