@@ -3,6 +3,8 @@ model per in-domain site and seed and the ablation table; on the demo, the Singl
 
 import re
 
+import yaml
+
 from snakemake_cli import TCGA_CONFIG, placeholder_tcga_config, planned_jobs, snakemake
 
 ABLATIONS = ["single_modal", "single_task_prompt", "no_projector", "trainable_projector", "model_side_projector", "lora"]
@@ -48,3 +50,14 @@ def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_p
     inputs = re.search(r"^\s+input: (.*)$", single[0], re.M).group(1)
     assert "results/omics/" not in inputs and "results/text/NSCLC_seed0_" in inputs
     assert '"transcriptomics": "learned"' in single[0]  # the experiment's merged model section reaches the job
+
+
+def test_a_config_without_ablations_or_a_modaltune_experiment_plans_no_ablation_table(tmp_path):
+    demo = yaml.safe_load((TCGA_CONFIG.parent / "demo.yaml").read_text())
+    demo["experiments"] = {"mine": {"pooled": False, "sites": "all"}}  # no `modaltune`, the default reference
+    demo["evaluation"]["ood"] = []
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump(demo))
+    outputs = {p for job in planned_jobs(snakemake(tmp_path / "run", "--dry-run", "--configfile", config).stdout)
+               for p in job.outputs}
+    assert "results/tables/results.csv" in outputs and not TABLE & outputs

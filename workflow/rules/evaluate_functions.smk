@@ -26,9 +26,8 @@ def probed_sites(ablations=False):
     """{experiment: sites} of every in-domain probe of the results table, the frozen baseline first (the table's
     first row); with `ablations`, those of the ablation table: the ablations, then the reference experiment."""
     if ablations:
-        names = ABLATIONS + [ABLATION_REFERENCE] * (ABLATION_REFERENCE is not None and ABLATION_REFERENCE not in
-                                                    ABLATIONS)
-        return {name: experiment_sites(name) for name in names}
+        reference = [ABLATION_REFERENCE] if ABLATIONS and ABLATION_REFERENCE not in (None, *ABLATIONS) else []
+        return {name: experiment_sites(name) for name in ABLATIONS + reference}
     probed = {FROZEN["name"]: list(SITES)} if FROZEN["enabled"] else {}
     probed.update({name: experiment_sites(name) for name in EXPERIMENTS if name not in ABLATIONS})
     return probed
