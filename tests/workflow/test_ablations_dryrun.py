@@ -4,7 +4,6 @@ model per in-domain site and seed and the ablation table; on the demo, the Singl
 import re
 
 import yaml
-
 from snakemake_cli import TCGA_CONFIG, placeholder_tcga_config, planned_jobs, snakemake
 
 ABLATIONS = ["single_modal", "single_task_prompt", "no_projector", "trainable_projector", "model_side_projector", "lora"]
