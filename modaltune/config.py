@@ -7,6 +7,8 @@ with a single line that names the offending key.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
@@ -23,16 +25,22 @@ class ConfigError(ValueError):
 
 def schema() -> dict[str, Any]:
     """The full config schema, assembled from the per-section files."""
-    sections = {}
-    for entry in sorted(resources.files("modaltune.schema").iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
-            sections[entry.name.removesuffix(".yaml")] = yaml.safe_load(entry.read_text())
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "additionalProperties": False,
-        "properties": sections,
+        "properties": copy.deepcopy(_section_schemas()),
     }
+
+
+@functools.cache
+def _section_schemas() -> dict[str, Any]:
+    """Read once per process: every experiment's overrides are validated against the same files."""
+    sections = {}
+    for entry in sorted(resources.files("modaltune.schema").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            sections[entry.name.removesuffix(".yaml")] = yaml.safe_load(entry.read_text())
+    return sections
 
 
 def _with_defaults(validator_class):
@@ -59,11 +67,87 @@ _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``config`` in place (filling defaults) and return it."""
+    """Validate ``config`` in place (filling defaults) and return it; every experiment's overrides are checked too."""
     error = jsonschema.exceptions.best_match(_Validator(schema()).iter_errors(config))
     if error is not None:
         raise ConfigError(_one_line(error))
+    check_combinations(config)
+    for name in config["experiments"]:
+        experiment_sections(config, name)
     return config
+
+
+# The sections an experiment may override, and keys of them it may not: job resources are declared by the rules
+# from the top-level section, and the text embeddings (encoder, prompts) are computed once for every experiment.
+EXPERIMENT_SECTIONS = ("model", "training", "text")
+NOT_PER_EXPERIMENT = {
+    "training": ("gpus", "threads", "mem_mb", "runtime"),
+    "text": ("encoder", "batch_size", "device", "duration_bins", "site_words", "minilm", "conch", "hf"),
+}
+# Embedding width of each text encoder (modaltune.text.encoders; this module stays free of torch).
+TEXT_WIDTHS = {"minilm": 384, "conch": 512}
+
+
+def text_width(text: Mapping[str, Any]) -> int | None:
+    """The configured text encoder's embedding width; a local Hugging Face model's from its config.json (None while
+    the folder is absent: the text stage then stops on it)."""
+    if text["encoder"] != "hf":
+        return TEXT_WIDTHS[text["encoder"]]
+    import json
+
+    config_file = Path(resolve(text["hf"]["path"] or "")) / "config.json"
+    return json.loads(config_file.read_text())["hidden_size"] if config_file.is_file() else None
+
+
+def experiment_sections(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The validated config with experiment ``name``'s model/training/text overrides merged over the top-level
+    sections. A bad override stops with one line naming the experiment and the key."""
+    experiment = config["experiments"][name]
+    for section, forbidden in NOT_PER_EXPERIMENT.items():
+        for key in forbidden:
+            if key in experiment.get(section, {}):
+                raise ConfigError(f"config error: experiments.{name}.{section}.{key} cannot differ per experiment; "
+                                  f"set it in the top-level {section} section")
+    seeds = experiment.get("seeds")
+    if seeds is not None and set(seeds) - set(config["cohort"]["seeds"]):
+        raise ConfigError(f"config error: experiments.{name}.seeds {seeds} must be among cohort.seeds "
+                          f"{config['cohort']['seeds']}")
+    merged = {key: copy.deepcopy(value) for key, value in config.items() if key != "experiments"}
+    for section in EXPERIMENT_SECTIONS:
+        merge(merged[section], experiment.get(section, {}))
+    try:
+        validate_sections(merged)
+        check_combinations(merged)
+    except ConfigError as error:
+        raise ConfigError(f"config error: experiments.{name}: {str(error).removeprefix('config error: ')}") from None
+    return merged
+
+
+def validate_sections(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate the sections present in ``config`` (filling defaults), without the cross-experiment checks."""
+    sections = {name: part for name, part in schema()["properties"].items() if name in config}
+    full = dict(schema(), properties=sections)
+    error = jsonschema.exceptions.best_match(_Validator(full).iter_errors(config))
+    if error is not None:
+        raise ConfigError(_one_line(error))
+    return config
+
+
+def check_combinations(config: Mapping[str, Any]) -> None:
+    """Settings that are valid one by one but cannot work together."""
+    model, text = config["model"], config["text"]
+    if model["finetuning"] == "lora":
+        from modaltune.models.slide_encoder import SLIDE_ENCODERS  # imports torch: only for LoRA configs
+
+        encoder = SLIDE_ENCODERS.get(config["slide_encoder"]["name"])
+        if encoder is not None and model["lora"]["rank"] > encoder.embed_dim:
+            raise ConfigError(f"config error: key 'model.lora.rank': {model['lora']['rank']} exceeds the width "
+                              f"{encoder.embed_dim} of the attention projections of slide encoder '{encoder.name}'")
+    width = text_width(text)
+    if model["projector"] == "none" and width is not None and text["projector_dim"] != width:
+        raise ConfigError(f"config error: key 'text.projector_dim': model.projector none compares the model output "
+                          f"with the {text['encoder']} embedding itself, so projector_dim must be its width {width} "
+                          f"(got {text['projector_dim']})")
 
 
 def section_from_json(name: str, raw: str) -> dict[str, Any]:

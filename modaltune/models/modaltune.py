@@ -22,14 +22,15 @@ import torch
 from torch import nn
 
 from modaltune.models.adapter import ModalAdapter
-from modaltune.models.omics_encoder import OmicsEncoder
+from modaltune.models.omics_encoder import LearnedTokens, OmicsEncoder
 
 TASKS = ("general", "subtype", "survival")
 TOKEN_AGGREGATIONS = ("sum", "cat")
+TRANSCRIPTOMICS = ("genes", "learned")
 
 
 class ModalTune(nn.Module):
-    def __init__(self, encoder: nn.Module, omics_encoder: OmicsEncoder, *, tasks: Sequence[str] = TASKS,
+    def __init__(self, encoder: nn.Module, omics_encoder: OmicsEncoder | LearnedTokens, *, tasks: Sequence[str] = TASKS,
                  prompt_tokens: int = 1, output_dim: int = 256, token_aggregation: str = "sum",
                  n_blocks: int = 3, heads: int = 12, inner_ratio: float = 0.25, gamma_init: float = 0.0,
                  drop_path: float = 0.1, extra_extractors: int = 2, self_attention: bool = True,
@@ -76,16 +77,17 @@ class ModalTune(nn.Module):
             raise ValueError(f"unknown task(s) {unknown}; the model knows {self.tasks}")
         return [self.tasks.index(t) for t in tasks]
 
-    def forward(self, features: torch.Tensor, coords: torch.Tensor, genes: torch.Tensor,
+    def forward(self, features: torch.Tensor, coords: torch.Tensor, genes: torch.Tensor | None,
                 tasks: Sequence[str] | None = None, batched: bool = True) -> torch.Tensor:
-        """One patient: features (N, D_in), coords (N, 2) grid-frame coordinates, genes (G,) scaled expression.
+        """One patient: features (N, D_in), coords (N, 2) grid-frame coordinates, genes (G,) scaled expression
+        (None with learned tokens in place of the transcriptomics encoder).
 
         Returns the raw (un-normalised) task embeddings, (len(tasks), output_dim), in the order of ``tasks``
         (default: all tasks of the model).
         """
         index = self.task_index(tasks)
         tokens = self.encoder.embed(features.unsqueeze(0), coords.unsqueeze(0))  # (1, N + 1, D)
-        pathways = self.omics_encoder(genes.unsqueeze(0))  # (1, n_tokens, D)
+        pathways = self.omics_encoder(None if genes is None else genes.unsqueeze(0))  # (1, n_tokens, D)
         prompts = self.task_norm(self.task_prompts[index])  # (T, k, D)
         modal = torch.cat([prompts, pathways.expand(len(index), -1, -1)], dim=1)
         if batched:
@@ -115,17 +117,36 @@ class ModalTune(nn.Module):
 
 
 def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
-                    pathway_genes: Sequence[Sequence[int]], n_genes: int) -> ModalTune:
-    """The model from the config sections ``model`` (modaltune/schema/model.yaml) and ``slide_encoder``."""
+                    pathway_genes: Sequence[Sequence[int]], n_genes: int) -> nn.Module:
+    """The model from the config sections ``model`` (modaltune/schema/model.yaml) and ``slide_encoder``.
+
+    With ``model.transcriptomics`` "learned" (Single Modal) the pathways and genes are unused (pass [] and 0);
+    ``model.finetuning`` "lora" returns :class:`modaltune.models.lora.ModalTuneLoRA` (no adapter).
+    """
     from modaltune.models import create_slide_encoder
 
     encoder = create_slide_encoder(**slide_encoder)
     omics = model["omics"]
-    omics_encoder = OmicsEncoder(
-        pathway_genes, n_genes, out_dim=encoder.config.embed_dim, latent_dim=omics["latent_dim"],
-        depth=omics["depth"], token_expansion=omics["token_expansion"],
-        channel_expansion=omics["channel_expansion"], dropout=omics["dropout"], n_tokens=omics["tokens"],
-    )
+    if model["transcriptomics"] not in TRANSCRIPTOMICS:
+        raise ValueError(f"model.transcriptomics must be one of {TRANSCRIPTOMICS}, got {model['transcriptomics']!r}")
+    if model["transcriptomics"] == "learned":
+        omics_encoder = LearnedTokens(omics["tokens"], encoder.config.embed_dim)
+    else:
+        omics_encoder = OmicsEncoder(
+            pathway_genes, n_genes, out_dim=encoder.config.embed_dim, latent_dim=omics["latent_dim"],
+            depth=omics["depth"], token_expansion=omics["token_expansion"],
+            channel_expansion=omics["channel_expansion"], dropout=omics["dropout"], n_tokens=omics["tokens"],
+        )
+    if model["finetuning"] == "lora":
+        from modaltune.models.lora import ModalTuneLoRA
+
+        lora = model["lora"]
+        return ModalTuneLoRA(
+            encoder, omics_encoder, tasks=model["tasks"], prompt_tokens=model["prompt_tokens"],
+            output_dim=model["output_dim"], token_aggregation=model["token_aggregation"], rank=lora["rank"],
+            alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["targets"],
+            frozen_encoder_dropout=model["frozen_encoder_dropout"],
+        )
     adapter = model["adapter"]
     return ModalTune(
         encoder, omics_encoder, tasks=model["tasks"], prompt_tokens=model["prompt_tokens"],

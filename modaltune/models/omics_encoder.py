@@ -135,3 +135,22 @@ def pathway_gene_indices(genes: Sequence[str], memberships: Sequence[tuple[str, 
         raise ValueError(f"{len(missing)} pathway genes are not omics columns (first: {sorted(set(missing))[:5]}); "
                          "rebuild results/omics so that every site's table holds the genes of pathways.parquet")
     return names, [members[name] for name in names]
+
+
+class LearnedTokens(nn.Module):
+    """The paper's Single Modal ablation (Table 8): ``n_tokens`` randomly initialised trainable tokens take the place
+    of the pathway tokens, so the model sees the same number and width of multimodal tokens without any gene.
+
+    ``forward(genes=None) -> (1, n_tokens, out_dim)``; there are no genes to pass.
+    """
+
+    def __init__(self, n_tokens: int, out_dim: int):
+        super().__init__()
+        self.n_tokens = n_tokens
+        self.tokens = nn.Parameter(torch.empty(1, n_tokens, out_dim))
+        nn.init.trunc_normal_(self.tokens, std=0.02)  # as the task prompts and E_C
+
+    def forward(self, genes: None = None) -> torch.Tensor:
+        if genes is not None:
+            raise ValueError("model.transcriptomics 'learned' uses no genes; pass genes=None")
+        return self.tokens

@@ -148,7 +148,8 @@ def write_tables(table: pd.DataFrame, stem: str | os.PathLike, labels: Mapping[s
     written.append(stem.with_suffix(".csv"))
     blocks = _formatted(table, labels)
     notes = _skipped_notes(table, labels)
-    markdown = "\n\n".join(f"### {TASK_TITLES[t]}\n\n{b.to_markdown(index=False)}" for t, b in blocks.items())
+    markdown = "\n\n".join(f"### {TASK_TITLES[t]}\n\n{b.to_markdown(index=False, disable_numparse=True)}"
+                           for t, b in blocks.items())
     if notes:
         markdown += "\n\n\\* Runs skipped (mean over the other seeds):\n\n" + "\n".join(f"- {n}" for n in notes)
     with atomic_path(stem.with_suffix(".md")) as tmp:

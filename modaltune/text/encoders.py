@@ -4,6 +4,8 @@
   loaded from the package folder with the Hugging Face hub switched off; 384-d, mean pooling, L2-normalised.
 * ``conch``: CONCH's CoCa text tower from a user-supplied ``pytorch_model.bin`` and tokenizer file
   (:mod:`modaltune.text.conch`); 512-d, L2-normalised.
+* ``hf``: any local Hugging Face text model (e.g. the paper's MedLlama, Llama-3-8B-UltraMedical), mean of the last
+  hidden states over the prompt's tokens, L2-normalised; width = the model's hidden size.
 
 Both return unit vectors, the embeddings BEFORE the fixed random projector (which training applies).
 """
@@ -102,6 +104,33 @@ class ConchEncoder(TextEncoder):
 
     def encode_batch(self, texts: list[str]) -> torch.Tensor:
         return self.model(self.tokenizer(texts).to(self.device))
+
+
+@register_text_encoder("hf")
+class HuggingFaceMeanPoolEncoder(TextEncoder):
+    name = "hf"
+
+    def __init__(self, path: str | None = None, max_length: int = 512, device: str = "auto"):
+        from transformers import AutoModel, AutoTokenizer
+
+        if not path or not os.path.isfile(os.path.join(path, "config.json")):
+            raise FileNotFoundError(f"text encoder 'hf' needs text.hf.path: a local Hugging Face model folder with "
+                                    f"config.json, weights and tokenizer (got {path!r})")
+        self.device = resolve_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        if self.tokenizer.pad_token is None:  # decoder-only models (Llama) ship without one; masked out anyway
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).to(self.device).eval()
+        self.max_length = max_length
+        self.dim = int(self.model.config.hidden_size)
+
+    def encode_batch(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt").to(self.device)
+        hidden = self.model(**batch).last_hidden_state.float()
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return torch.nn.functional.normalize(mean, dim=-1)
 
 
 def embed_prompts(prompts: pd.DataFrame, encoder: TextEncoder, batch_size: int = 32) -> pd.DataFrame:

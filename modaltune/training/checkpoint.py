@@ -57,9 +57,10 @@ def save_checkpoint(folder: Path, epoch: int, model_tensors: dict[str, torch.Ten
 
 
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    run_key: str) -> dict[str, Any] | None:
+                    run_key: str, extra: dict[str, torch.nn.Module] | None = None) -> dict[str, Any] | None:
     """Restore model, optimiser and torch RNG from the last checkpoint in ``folder`` if it was written by the run
-    ``run_key``; returns its state, or None when there is nothing to resume."""
+    ``run_key``; returns its state, or None when there is nothing to resume. ``extra`` maps a key prefix of the
+    saved model tensors to a module trained alongside the model (strictly loaded)."""
     state_path = folder / STATE_FILE
     if not state_path.is_file():
         return None
@@ -72,6 +73,9 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     weights_path = folder / state["weights"]
     tensors = load_file(str(weights_path))
     model_tensors = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    for prefix, module in (extra or {}).items():
+        module.load_state_dict({k.removeprefix(prefix): v for k, v in model_tensors.items() if k.startswith(prefix)})
+        model_tensors = {k: v for k, v in model_tensors.items() if not k.startswith(prefix)}
     missing, unexpected = model.load_state_dict(model_tensors, strict=False)
     missing = [k for k in missing if not k.startswith("encoder.")]
     if missing or unexpected:

@@ -2,7 +2,9 @@
 
 An experiment trains on one site or on several sites pooled (pan-cancer); its patients are the union of the sites'
 split files for the seed. Patients without an expression row (``has_rna`` false; upstream drops them the same way)
-or without any tile cannot be fed to the model and are left out with a logged list.
+or without any tile cannot be fed to the model and are left out with a logged list. Without genes
+(``with_genes=False``, the Single Modal ablation) the gene table is never opened; the cohort table's ``has_rna``
+leaves out the same patients, so the ablation is trained and probed on the same patients as ModalTune.
 
 Text targets are read for the **training** patients only: :class:`TextTargets` filters the parquet rows while
 reading, so the text of validation and test patients never enters the training process.
@@ -55,7 +57,8 @@ class BagOptions:
 class ExperimentData:
     """Patients (one row each: patient, site, split, subtype_class, slides), raw genes and feature files."""
 
-    def __init__(self, sites: Sequence[SiteFiles], seed: int, bag_options: BagOptions = BagOptions()):
+    def __init__(self, sites: Sequence[SiteFiles], seed: int, bag_options: BagOptions = BagOptions(),
+                 with_genes: bool = True):
         from modaltune.features import read_manifest
 
         self.sites = list(sites)
@@ -63,21 +66,27 @@ class ExperimentData:
         self.bag_options = bag_options
         tables, gene_tables, manifests = [], [], []
         for files in self.sites:
-            tables.append(_site_patients(files, seed))
-            gene_tables.append(pd.read_parquet(files.omics).set_index("patient"))
+            tables.append(_site_patients(files, seed, with_rna_flag=not with_genes))
+            if with_genes:
+                gene_tables.append(pd.read_parquet(files.omics).set_index("patient"))
             manifests.append(_site_manifest(files, tables[-1], read_manifest(files.features)))
         self.slides = pd.concat(manifests)
         patients = pd.concat(tables, ignore_index=True)
         duplicated = patients["patient"][patients["patient"].duplicated()]
         if len(duplicated):
             raise ValueError(f"patients listed in more than one site: {sorted(duplicated)[:5]}")
-        self.gene_names = list(gene_tables[0].columns)
-        for files, table in zip(self.sites, gene_tables, strict=True):
-            if list(table.columns) != self.gene_names:
-                raise ValueError(f"{files.omics}: gene columns differ from {self.sites[0].omics}; pooled sites need "
-                                 "the same gene set (rebuild results/omics with one pathways.parquet)")
-        self.genes = pd.concat(gene_tables)
-        no_rna = ~patients["patient"].isin(self.genes.index)
+        self.gene_names: list[str] = []
+        self.genes: pd.DataFrame | None = None
+        if with_genes:
+            self.gene_names = list(gene_tables[0].columns)
+            for files, table in zip(self.sites, gene_tables, strict=True):
+                if list(table.columns) != self.gene_names:
+                    raise ValueError(f"{files.omics}: gene columns differ from {self.sites[0].omics}; pooled sites "
+                                     "need the same gene set (rebuild results/omics with one pathways.parquet)")
+            self.genes = pd.concat(gene_tables)
+            no_rna = ~patients["patient"].isin(self.genes.index)
+        else:
+            no_rna = ~patients.pop("has_rna").astype(bool)
         patients["n_tiles"] = [int(self.slides.loc[slides, "n_tiles"].sum()) for slides in patients["slides"]]
         no_tiles = patients["n_tiles"] == 0
         self.excluded = {
@@ -129,8 +138,9 @@ def _site_manifest(files: SiteFiles, patients: pd.DataFrame, manifest: pd.DataFr
     return manifest.loc[slides]
 
 
-def _site_patients(files: SiteFiles, seed: int) -> pd.DataFrame:
-    cohort = pd.read_parquet(files.cohort, columns=["patient", "subtype_class", "slides"])
+def _site_patients(files: SiteFiles, seed: int, with_rna_flag: bool = False) -> pd.DataFrame:
+    columns = ["patient", "subtype_class", "slides"] + (["has_rna"] if with_rna_flag else [])
+    cohort = pd.read_parquet(files.cohort, columns=columns)
     splits = pd.read_parquet(files.splits)
     splits = splits.loc[splits["seed"] == seed, ["patient", "split"]]
     if splits.empty:

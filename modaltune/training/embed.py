@@ -28,15 +28,19 @@ from modaltune.training.loop import Embedder, encoder_fingerprint
 log = logging.getLogger(__name__)
 
 
-def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> tuple[ModalTune, dict, GeneScaler]:
-    """Rebuild a trained model from ``model.safetensors`` + ``config.json`` (the best epoch's weights)."""
+def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> tuple[ModalTune, dict,
+                                                                                    GeneScaler | None]:
+    """Rebuild a trained model from ``model.safetensors`` + ``config.json`` (the best epoch's weights); the gene
+    scaler is None for a model without genes (Single Modal)."""
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
     tensors = load_file(str(model_dir / "model.safetensors"))
     model_section = dict(config["model"], output_dim=config["output_dim"])
     slide_encoder = dict(config["slide_encoder"])
-    model = build_modaltune(model_section, slide_encoder, config["pathway_genes"], len(config["gene_scaler"]["genes"]))
-    state = {k: v for k, v in tensors.items() if not k.startswith("target_projector.")}
+    scaler = GeneScaler.from_state_dict(config["gene_scaler"]) if config["gene_scaler"] is not None else None
+    model = build_modaltune(model_section, slide_encoder, config["pathway_genes"], len(scaler.mean_) if scaler else 0)
+    # The loss's projectors are not part of the embedding model.
+    state = {k: v for k, v in tensors.items() if not k.startswith(("target_projector.", "output_projector."))}
     strict = slide_encoder.get("weights") is None  # otherwise the encoder came from its weights file
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if strict or not k.startswith("encoder.")]:
@@ -45,7 +49,7 @@ def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> t
     if encoder_fingerprint(model) != config["encoder_sha256"]:
         raise ValueError(f"the slide encoder rebuilt from {slide_encoder} differs from the one {model_dir} was "
                          "trained with (weights file changed?); retrain or restore the original weights")
-    return model.to(device).eval(), config, GeneScaler.from_state_dict(config["gene_scaler"])
+    return model.to(device).eval(), config, scaler
 
 
 GENE_SCALINGS = ("model", "target-train")
@@ -69,10 +73,12 @@ def embed_site(model_dir: str | Path, site: SiteFiles, seed: int, out: str | Pat
     device = resolve_device(device)
     model, config, scaler = load_trained(model_dir, device)
     grid = model.encoder.config
-    data = ExperimentData([site], seed, BagOptions.for_encoder(grid, config["tile_cap"], config["gap_px"]))
-    if gene_scaling == "target-train":
+    with_genes = scaler is not None
+    data = ExperimentData([site], seed, BagOptions.for_encoder(grid, config["tile_cap"], config["gap_px"]),
+                          with_genes=with_genes)
+    if gene_scaling == "target-train" and with_genes:
         scaler = target_train_scaler(data)
-    embedder = Embedder(model, data, scaler.transform(data.genes), device, precision)
+    embedder = Embedder(model, data, scaler.transform(data.genes) if with_genes else None, device, precision)
     patients = data.patients["patient"].tolist()
     outputs = embedder.embed(patients, desc=f"embed {site.site}")
     rows = [

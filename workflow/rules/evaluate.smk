@@ -73,7 +73,7 @@ if TRAINING["seeds_per_job"] == 1:
             "results/logs/embed_ood/{experiment}/{source}/{site}/seed{seed}.log",
         params:
             model=ood_model_folder,
-            sections=sections_json(TRAIN_SECTIONS),
+            sections=experiment_sections_json,
         threads: TRAINING["threads"]
         resources:
             mem_mb=TRAINING["mem_mb"],
@@ -102,7 +102,7 @@ else:
                 models=" ".join(f"results/models/{experiment}/{source}/seed{seed}" for seed in seeds),
                 site=target,
                 seeds=" ".join(map(str, seeds)),
-                sections=sections_json(TRAIN_SECTIONS),
+                sections=experiment_sections(experiment),
             threads: TRAINING["threads"]
             resources:
                 mem_mb=TRAINING["mem_mb"],
@@ -174,5 +174,5 @@ else:
                 "--seed {params.seeds} {params.sources} --out {output:q} > {log:q} 2>&1"
 
 
-TARGETS.append(probe_files)
+TARGETS.append(all_probe_files)
 TARGETS.append(ood_probe_files)

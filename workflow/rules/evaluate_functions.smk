@@ -17,10 +17,21 @@ if FIGURE_SEED not in SEEDS:
     raise WorkflowError(f"evaluation.figure_seed {FIGURE_SEED} is not one of cohort.seeds {SEEDS}")
 
 
-def probed_sites():
-    """{experiment: sites} of every in-domain probe, the frozen baseline first (the table's first row)."""
+ABLATIONS = [name for name, experiment in EXPERIMENTS.items() if experiment.get("ablation", False)]
+ABLATION_REFERENCE = EVALUATION["ablation_reference"]
+if ABLATIONS and ABLATION_REFERENCE is not None and ABLATION_REFERENCE not in EXPERIMENTS:
+    raise WorkflowError(f"evaluation.ablation_reference '{ABLATION_REFERENCE}' is not an experiment "
+                        f"({list(EXPERIMENTS)}); name the ModalTune experiment or set it to null")
+
+
+def probed_sites(ablations=False):
+    """{experiment: sites} of every in-domain probe of the results table, the frozen baseline first (the table's
+    first row); with `ablations`, those of the ablation table: the ablations, then the reference experiment."""
+    if ablations:
+        reference = [ABLATION_REFERENCE] if ABLATIONS and ABLATION_REFERENCE not in (None, *ABLATIONS) else []
+        return {name: experiment_sites(name) for name in ABLATIONS + reference}
     probed = {FROZEN["name"]: list(SITES)} if FROZEN["enabled"] else {}
-    probed.update({experiment: experiment_sites(experiment) for experiment in EXPERIMENTS})
+    probed.update({name: experiment_sites(name) for name in EXPERIMENTS if name not in ABLATIONS})
     return probed
 
 
@@ -55,17 +66,19 @@ def frozen_inputs(wildcards):
 
 
 def ood_inputs(wildcards):
-    return trained_model_inputs(wildcards.site, wildcards.seed, ood_model_folder(wildcards))
+    return trained_model_inputs(wildcards.site, wildcards.seed, ood_model_folder(wildcards),
+                                uses_genes(wildcards.experiment))
 
 
 def ood_embed_batches():
     """(experiment, source, target, seeds) of the demo's out-of-distribution embedding jobs."""
     runs = dict.fromkeys(OOD_RUNS)
-    return [(*run, seeds) for run in runs for seeds in seed_batches(TRAINING["seeds_per_job"])]
+    return [(*run, seeds) for run in runs
+            for seeds in seed_batches(experiment_seeds(run[0]), TRAINING["seeds_per_job"])]
 
 
 def ood_batch_inputs(experiment, source, target, seeds):
-    inputs = site_inputs([target], seeds[0], with_text=False)
+    inputs = site_inputs([target], seeds[0], with_text=False, with_genes=uses_genes(experiment))
     folders = [f"results/models/{experiment}/{source}/seed{seed}" for seed in seeds]
     inputs.update(model=[f"{folder}/model.safetensors" for folder in folders],
                   model_config=[f"{folder}/config.json" for folder in folders])
@@ -83,24 +96,29 @@ def frozen_seeds(site):
 
 
 def probe_seeds(experiment, site):
-    return frozen_seeds(site) if experiment == FROZEN["name"] else SEEDS
+    return frozen_seeds(site) if experiment == FROZEN["name"] else experiment_seeds(experiment)
 
 
-def probe_files():
-    """In-domain probe files, frozen baseline first, then the experiments in config order."""
+def probe_files(ablations=False):
+    """In-domain probe files of the results table (frozen baseline first, then the experiments in config order) or
+    of the ablation table."""
     return [
         f"results/probes/{experiment}/{site}/seed{seed}.json"
-        for experiment, sites in probed_sites().items()
+        for experiment, sites in probed_sites(ablations).items()
         for site in sites
         for seed in probe_seeds(experiment, site)
     ]
+
+
+def all_probe_files():
+    return list(dict.fromkeys(probe_files() + probe_files(ablations=True)))
 
 
 def ood_probe_files():
     return [
         f"results/ood/probes/{experiment}/{source}/{target}/seed{seed}.json"
         for experiment, source, target in OOD_RUNS
-        for seed in SEEDS
+        for seed in experiment_seeds(experiment)
     ]
 
 
@@ -140,11 +158,12 @@ def probe_batches():
     for site in SITES:
         # a pooled model's probes stay apart, so a site's target (results/sites/{site}.done) trains no pooled model
         in_domain, pooled = [], []
-        for experiment, sites in probed_sites().items():
+        probed = {**probed_sites(), **probed_sites(ablations=True)}  # the reference experiment is in both
+        for experiment, sites in probed.items():
             if site in sites:
                 runs = pooled if EXPERIMENTS.get(experiment, {}).get("pooled") else in_domain
                 runs += [(experiment, seed, None) for seed in probe_seeds(experiment, site)]
-        ood = [(e, seed, source) for e, source, target in OOD_RUNS if target == site for seed in SEEDS]
+        ood = [(e, seed, source) for e, source, target in OOD_RUNS if target == site for seed in experiment_seeds(e)]
         for name, runs in (("in_domain", in_domain), ("pooled", pooled), ("ood", ood)):
             for start in range(0, len(runs), size):
                 chunk = runs[start : start + size]
@@ -175,7 +194,7 @@ def tsne_title(wildcards):
 
 
 def figure_targets():
-    probed = probed_sites()
+    probed = probed_sites()  # the ablations have no figures
     return [f"results/figures/km/{e}/{site}.png" for e, sites in probed.items() for site in sites] + [
         f"results/figures/tsne/{e}.png" for e in probed
     ]
@@ -208,4 +227,6 @@ def table_targets():
     tables = [f"results/tables/results.{suffix}" for suffix in ("csv", "md", "html")]
     if OOD_RUNS:
         tables += [f"results/tables/ood.{suffix}" for suffix in ("csv", "md", "html")]
+    if ABLATIONS:
+        tables += [f"results/tables/ablations.{suffix}" for suffix in ("csv", "md", "html")]
     return tables

@@ -52,6 +52,28 @@ rule ood_table:
         "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
 
 
+rule ablation_table:
+    input:
+        probe_files(ablations=True),
+    output:
+        csv="results/tables/ablations.csv",
+        markdown="results/tables/ablations.md",
+        html=report("results/tables/ablations.html", caption="../report/ablation_table.rst", category="Tables"),
+    log:
+        "results/logs/ablation_table/ablations.log",
+    params:
+        labels=table_labels(),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    localrule: True
+    conda:
+        "../../envs/base.yaml"
+    shell:
+        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+
+
 TARGETS.append(table_targets)
 
 

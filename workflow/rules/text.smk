@@ -41,7 +41,7 @@ if config["text"]["seeds_per_job"] == 1:
             "results/text/{site}_seed{seed}_{text_encoder}.parquet",
         wildcard_constraints:
             seed=r"\d+",
-            text_encoder=r"minilm|conch",  # the encoders of modaltune/schema/text.yaml
+            text_encoder=r"minilm|conch|hf",  # the encoders of modaltune/schema/text.yaml
         log:
             "results/logs/embed_text/{site}_seed{seed}_{text_encoder}.log",
         params:

@@ -6,10 +6,13 @@ def text_encoder_files(wildcards):
 
 
 def encoder_files_of(encoder):
-    """CONCH's local files as inputs, so a missing one stops the run before any job starts."""
+    """CONCH's local files (a local Hugging Face model's config.json) as inputs, so a missing one stops the run before
+    any job starts."""
     if encoder == "conch":
         conch = config["text"]["conch"]
         return [path for path in (conch["checkpoint"], conch["tokenizer"]) if path]
+    if encoder == "hf" and config["text"]["hf"]["path"]:
+        return [os.path.join(config["text"]["hf"]["path"], "config.json")]
     return []
 
 

@@ -25,7 +25,7 @@ if TRAINING["seeds_per_job"] == 1:
             "results/logs/train/{experiment}/{group}/seed{seed}.log",
         params:
             sites=train_site_names,
-            sections=sections_json(TRAIN_SECTIONS),
+            sections=experiment_sections_json,
         threads: TRAINING["threads"]
         resources:
             mem_mb=TRAINING["mem_mb"],
@@ -51,7 +51,7 @@ if TRAINING["seeds_per_job"] == 1:
             "results/logs/embed/{experiment}/{site}/seed{seed}.log",
         params:
             model=embed_model_folder,
-            sections=sections_json(TRAIN_SECTIONS),
+            sections=experiment_sections_json,
         threads: TRAINING["threads"]
         resources:
             mem_mb=TRAINING["mem_mb"],
@@ -84,7 +84,7 @@ else:
                 sites=" ".join(job.sites),
                 seeds=" ".join(map(str, job.seeds)),
                 folders=" ".join(job.folders),
-                sections=sections_json(TRAIN_SECTIONS),
+                sections=experiment_sections(job.experiment),
             threads: TRAINING["threads"]
             resources:
                 mem_mb=TRAINING["mem_mb"],

@@ -19,6 +19,29 @@ def experiment_sites(experiment):
     return EXPERIMENT_SITES[experiment]
 
 
+def experiment_seeds(experiment):
+    """The model seeds of an experiment: its own `seeds` (e.g. a cheaper ablation), else cohort.seeds."""
+    return EXPERIMENTS[experiment].get("seeds") or SEEDS
+
+
+# Each experiment's config: its model/training/text overrides merged over the top-level sections.
+EXPERIMENT_CONFIG = {name: modaltune.config.experiment_sections(config, name) for name in EXPERIMENTS}
+
+
+def experiment_sections(experiment):
+    """The config sections of a train/embed job of `experiment` as JSON, with the experiment's overrides."""
+    sections = EXPERIMENT_CONFIG[experiment]
+    return json.dumps({name: sections[name] for name in TRAIN_SECTIONS}, sort_keys=True)
+
+
+def experiment_sections_json(wildcards):
+    return experiment_sections(wildcards.experiment)
+
+
+def uses_genes(experiment):
+    return EXPERIMENT_CONFIG[experiment]["model"]["transcriptomics"] == "genes"
+
+
 def model_group(experiment, site):
     """The model folder a site's embeddings come from: the site's own model, or the experiment's pooled one."""
     return POOLED if EXPERIMENTS[experiment]["pooled"] else site
@@ -30,13 +53,14 @@ def group_sites(wildcards):
     return [wildcards.group]
 
 
-def site_inputs(sites, seed, with_text):
+def site_inputs(sites, seed, with_text, with_genes=True):
     inputs = {
         "cohort": [f"results/cohort/{site}.parquet" for site in sites],
         "splits": [f"results/cohort/{site}_splits.parquet" for site in sites],
-        "omics": [f"results/omics/{site}.parquet" for site in sites],
         "features": [feature_manifest(site) for site in sites],
     }
+    if with_genes:  # the Single Modal ablation reads no gene table
+        inputs["omics"] = [f"results/omics/{site}.parquet" for site in sites]
     if with_text:
         inputs["text"] = [f"results/text/{site}_seed{seed}_{TEXT_ENCODER}.parquet" for site in sites]
     if config["slide_encoder"]["weights"]:  # every job that builds the slide encoder reads it
@@ -45,8 +69,10 @@ def site_inputs(sites, seed, with_text):
 
 
 def train_inputs(wildcards):
-    inputs = site_inputs(group_sites(wildcards), wildcards.seed, with_text=True)
-    inputs["pathways"] = "results/omics/pathways.parquet"
+    with_genes = uses_genes(wildcards.experiment)
+    inputs = site_inputs(group_sites(wildcards), wildcards.seed, with_text=True, with_genes=with_genes)
+    if with_genes:
+        inputs["pathways"] = "results/omics/pathways.parquet"
     return inputs
 
 
@@ -54,15 +80,16 @@ def train_site_names(wildcards):
     return " ".join(group_sites(wildcards))
 
 
-def trained_model_inputs(site, seed, folder):
+def trained_model_inputs(site, seed, folder, with_genes=True):
     """Inputs of a job that embeds a site's patients with the trained model in `folder` (embed, embed_ood)."""
-    inputs = site_inputs([site], seed, with_text=False)
+    inputs = site_inputs([site], seed, with_text=False, with_genes=with_genes)
     inputs.update(model=f"{folder}/model.safetensors", model_config=f"{folder}/config.json")
     return inputs
 
 
 def embed_inputs(wildcards):
-    return trained_model_inputs(wildcards.site, wildcards.seed, embed_model_folder(wildcards))
+    return trained_model_inputs(wildcards.site, wildcards.seed, embed_model_folder(wildcards),
+                                uses_genes(wildcards.experiment))
 
 
 def embed_model_folder(wildcards):
@@ -96,9 +123,9 @@ class TrainBatch(NamedTuple):
         return f"results/logs/train/{self.experiment}/{self.group}/seeds{'-'.join(map(str, self.seeds))}.log"
 
 
-def seed_batches(size):
-    """The split seeds in batches of `size`, for the demo's batch rules."""
-    return [SEEDS[start : start + size] for start in range(0, len(SEEDS), size)]
+def seed_batches(seeds, size):
+    """`seeds` in batches of `size`, for the demo's batch rules."""
+    return [seeds[start : start + size] for start in range(0, len(seeds), size)]
 
 
 def train_batches():
@@ -109,14 +136,15 @@ def train_batches():
         groups = {POOLED: sites} if EXPERIMENTS[experiment]["pooled"] else {site: [site] for site in sites}
         for group, trained_on in groups.items():
             batches += [TrainBatch(experiment, group, trained_on, seeds)
-                        for seeds in seed_batches(TRAINING["seeds_per_job"])]
+                        for seeds in seed_batches(experiment_seeds(experiment), TRAINING["seeds_per_job"])]
     return batches
 
 
 def train_batch_inputs(job):
     """Inputs of a batch job: each seed's training inputs, without repeats."""
-    parts = [site_inputs(job.sites, seed, with_text=True) for seed in job.seeds]
-    inputs = {"pathways": ["results/omics/pathways.parquet"]}
+    with_genes = uses_genes(job.experiment)
+    parts = [site_inputs(job.sites, seed, with_text=True, with_genes=with_genes) for seed in job.seeds]
+    inputs = {"pathways": ["results/omics/pathways.parquet"]} if with_genes else {}
     for part in parts:
         for key, value in part.items():
             inputs.setdefault(key, [])
@@ -129,7 +157,7 @@ def embedding_targets():
         f"results/embeddings/{experiment}/{site}/seed{seed}.parquet"
         for experiment in EXPERIMENTS
         for site in experiment_sites(experiment)
-        for seed in SEEDS
+        for seed in experiment_seeds(experiment)
     ]
 
 

@@ -1,0 +1,62 @@
+"""Dry runs of the ablation experiments (paper Table 8): the TCGA template's commented rows, uncommented, plan one
+model per in-domain site and seed and the ablation table; on the demo, the Single Modal run has no gene input."""
+
+import re
+
+import yaml
+from snakemake_cli import TCGA_CONFIG, placeholder_tcga_config, planned_jobs, snakemake
+
+ABLATIONS = ["single_modal", "single_task_prompt", "no_projector", "trainable_projector", "model_side_projector", "lora"]
+TABLE = {f"results/tables/ablations.{suffix}" for suffix in ("csv", "md", "html")}
+
+
+def uncommented_template(path):
+    """config/tcga.yaml with its ablation experiments switched on (their lines and continuation lines)."""
+    lines, inside = [], False
+    for line in TCGA_CONFIG.read_text().splitlines():
+        start = re.match(rf"^  # ({'|'.join(ABLATIONS)}):", line)
+        inside = bool(start) or (inside and re.match(r"^  # {10,}\S", line) is not None)
+        lines.append(line.replace("  # ", "  ", 1) if inside else line)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_tcga_template_ablations_plan_a_model_per_site_and_seed_and_the_ablation_table(tmp_path):
+    placeholders = placeholder_tcga_config(tmp_path / "inputs")
+    config = uncommented_template(tmp_path / "tcga_ablations.yaml")
+    result = snakemake(tmp_path / "run", "--dry-run", "--configfile", config, placeholders)
+    jobs = planned_jobs(result.stdout)
+    outputs = {path for job in jobs for path in job.outputs}
+    assert TABLE <= outputs
+    for experiment in ABLATIONS:
+        models = {p for p in outputs if p.startswith(f"results/models/{experiment}/") and p.endswith(".safetensors")}
+        assert models == {f"results/models/{experiment}/{site}/seed{seed}/model.safetensors"
+                          for site in ("BRCA", "GBMLGG", "NSCLC", "RCC") for seed in (0, 1, 2)}, experiment
+        assert not [p for p in outputs if p.startswith("results/figures/") and experiment in p]  # no figures
+
+
+def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_path):
+    result = snakemake(tmp_path / "run", "--dry-run", "--printshellcmds")
+    jobs = planned_jobs(result.stdout)
+    outputs = {path for job in jobs for path in job.outputs}
+    assert TABLE <= outputs
+    for experiment in ABLATIONS:
+        assert f"results/probes/{experiment}/NSCLC/seed0.json" in outputs
+        assert not [p for p in outputs if p.startswith(f"results/probes/{experiment}/") and "seed0" not in p]
+    blocks = result.stdout.split("\nrule ")
+    single = [b for b in blocks if b.startswith("train:") and "models/single_modal/" in b]
+    assert len(single) == 1
+    inputs = re.search(r"^\s+input: (.*)$", single[0], re.M).group(1)
+    assert "results/omics/" not in inputs and "results/text/NSCLC_seed0_" in inputs
+    assert '"transcriptomics": "learned"' in single[0]  # the experiment's merged model section reaches the job
+
+
+def test_a_config_without_ablations_or_a_modaltune_experiment_plans_no_ablation_table(tmp_path):
+    demo = yaml.safe_load((TCGA_CONFIG.parent / "demo.yaml").read_text())
+    demo["experiments"] = {"mine": {"pooled": False, "sites": "all"}}  # no `modaltune`, the default reference
+    demo["evaluation"]["ood"] = []
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump(demo))
+    outputs = {p for job in planned_jobs(snakemake(tmp_path / "run", "--dry-run", "--configfile", config).stdout)
+               for p in job.outputs}
+    assert "results/tables/results.csv" in outputs and not TABLE & outputs
