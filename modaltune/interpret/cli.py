@@ -1,0 +1,49 @@
+"""`modaltune interpret`: pathway attributions and attention maps of chosen patients for one experiment, site and seed."""
+
+from __future__ import annotations
+
+SECTIONS = ("interpret", "slides", "training", "features")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("interpret", help="integrated-gradient pathway attributions and attention maps")
+    parser.add_argument("--model", required=True, help="trained model folder (model.safetensors, config.json)")
+    parser.add_argument("--site", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--results", default="results", help="folder holding cohort/, omics/, features/")
+    parser.add_argument("--embeddings", required=True, help="results/embeddings/{experiment}/{site}/seed{seed}.parquet")
+    parser.add_argument("--probes", required=True, help="results/probes/{experiment}/{site}/seed{seed}.json")
+    parser.add_argument("--tiling-summary", default=None,
+                        help="results/qc/tiling_summary.tsv (slide paths for thumbnails); without it the maps are "
+                             "drawn on the tile grid (features imported without slides)")
+    parser.add_argument("--ground-truth", action="store_true",
+                        help="synthetic demo: report the ranks of the planted pathways and tiles")
+    parser.add_argument("--out", required=True, help="results/figures/interpret/{experiment}/{site}/seed{seed}")
+    parser.add_argument("--params", required=True, help=f"JSON with the config sections {', '.join(SECTIONS)}")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+    import torch
+
+    from modaltune.config import sections_from_json
+    from modaltune.interpret.run import interpret_site
+    from modaltune.slides.pipeline import TilingSettings
+    from modaltune.training.cli import site_files
+
+    params = sections_from_json(args.params, SECTIONS)
+    torch.set_num_threads(params["training"]["threads"])
+    tiling = TilingSettings.from_config(params["slides"])
+    slide_paths = None
+    if args.tiling_summary:
+        summary = pd.read_csv(args.tiling_summary, sep="\t")
+        slide_paths = dict(zip(summary["slide"], summary["path"], strict=True))
+    site = site_files(Path(args.results), args.site, args.seed, params["features"]["encoder"], None)
+    interpret_site(args.model, site, args.seed, args.embeddings, json.loads(Path(args.probes).read_text()), args.out,
+                   params["interpret"], detector=tiling.detector, default_mpp=tiling.default_mpp,
+                   slide_paths=slide_paths, ground_truth=args.ground_truth)
+    return 0
