@@ -45,5 +45,6 @@ def run(args) -> int:
     site = site_files(Path(args.results), args.site, args.seed, params["features"]["encoder"], None)
     interpret_site(args.model, site, args.seed, args.embeddings, json.loads(Path(args.probes).read_text()), args.out,
                    params["interpret"], detector=tiling.detector, default_mpp=tiling.default_mpp,
-                   slide_paths=slide_paths, ground_truth=args.ground_truth)
+                   slide_paths=slide_paths, ground_truth=args.ground_truth,
+                   device=params["training"]["device"])
     return 0

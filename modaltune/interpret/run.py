@@ -63,17 +63,22 @@ def skip_reason(patient: str, split: pd.DataFrame, data) -> str | None:
 
 def interpret_site(model_dir: str | Path, site, seed: int, embeddings: str | Path, probes: Mapping[str, Any],
                    out_dir: str | Path, settings: Mapping[str, Any], detector=None, default_mpp: float | None = None,
-                   slide_paths: Mapping[str, str] | None = None, ground_truth: bool = False) -> pd.DataFrame:
-    """Write the outputs listed in the module docstring; returns the summary table."""
+                   slide_paths: Mapping[str, str] | None = None, ground_truth: bool = False,
+                   device: str = "cpu") -> pd.DataFrame:
+    """Write the outputs listed in the module docstring; returns the summary table. Runs in float32 on
+    ``device`` (``training.device``)."""
     from modaltune.training.data import BagOptions, ExperimentData
     from modaltune.training.embed import load_trained
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, config, scaler = load_trained(model_dir, "cpu")
+    from modaltune.devices import resolve_device
+
+    device = resolve_device(device)
+    model, config, scaler = load_trained(model_dir, device)
     data = ExperimentData([site], seed, BagOptions.for_encoder(model.encoder.config, config["tile_cap"],
                                                                config["gap_px"]))
-    head = fit_cox_head(embeddings, site.cohort, site.splits, seed)
+    head = fit_cox_head(embeddings, site.cohort, site.splits, seed).to(device)
     split = pd.read_parquet(site.splits)
     split = split[split["seed"] == seed]
     reported = probe_risks(probes)
@@ -106,8 +111,9 @@ def interpret_site(model_dir: str | Path, site, seed: int, embeddings: str | Pat
 def _interpret_patient(model, config, scaler, data, head, patient, reported, out_dir, settings, detector,
                        default_mpp, slide_paths, planted) -> tuple[dict[str, Any], pd.DataFrame]:
     bag = data.bag(patient)
-    features, coords = torch.from_numpy(bag.features), torch.from_numpy(bag.coords)
-    genes = torch.tensor(scaler.transform(data.genes.loc[[patient]]).to_numpy(np.float32)[0])
+    device = head.mean.device
+    features, coords = torch.from_numpy(bag.features).to(device), torch.from_numpy(bag.coords).to(device)
+    genes = torch.tensor(scaler.transform(data.genes.loc[[patient]]).to_numpy(np.float32)[0], device=device)
     risk_model = PatientRisk(model, features, coords, head)
     attribution = pathway_attributions(risk_model, genes, config["pathways"], config["pathway_genes"],
                                        settings["ig_steps"], settings["ig_batch"])
