@@ -239,3 +239,97 @@ def test_percentile_of_selected_tiles():
     assert percentile_of(values, np.array([True, False, False, False])) == 0.0
     assert percentile_of(values, np.array([False, True, False, False])) == 1.0
     assert np.isnan(percentile_of(values, np.ones(4, bool)))
+
+
+# ---- one trained model, end to end ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def site_run(tmp_path_factory):
+    """A 15-patient site (one test patient without RNA), a model trained for one epoch, its embeddings and probe file."""
+    from modaltune.config import validate
+    from modaltune.evaluation.probes import evaluate_embeddings, patient_table
+    from modaltune.features import write_features, write_manifest
+    from modaltune.training.cli import site_files
+    from modaltune.training.data import BagOptions, ExperimentData
+    from modaltune.training.embed import embed_site
+    from modaltune.training.loop import train_model
+
+    root = tmp_path_factory.mktemp("results")
+    rng = np.random.default_rng(0)
+    genes = [f"G{i}" for i in range(8)]
+    splits = ["train"] * 9 + ["val"] * 2 + ["test"] * 4
+    rows, omics, text = [], [], []
+    for i, split in enumerate(splits):
+        patient, label = f"TCGA-AA-{i:04d}", i % 2
+        slides = [f"{patient}-01Z-00-DX{k + 1}" for k in range(1 + i % 2)]
+        for slide in slides:
+            n = int(rng.integers(5, 20))
+            write_features(root / "features" / "tiny" / f"{slide}.h5", rng.normal(size=(n, SLIDE_ENCODERS["tiny"].in_chans)),
+                           rng.choice(100, n, replace=False)[:, None] // [10, 1] % 10 * 256,
+                           {"encoder": "tiny", "mpp": 0.5, "tile_px_level0": 256})
+        rows.append({"patient": patient, "subtype": "x", "subtype_class": label, "slides": slides,
+                     "time_months": float(rng.uniform(1, 60)), "event": int(split == "test" or rng.random() < 0.6)})
+        if i != 12:  # a test patient without RNA
+            omics.append({"patient": patient, **{g: float(rng.normal(5 + label)) for g in genes}})
+        for task in ("general", "subtype", "survival"):
+            text.append({"patient": patient, "task": task, "embedding": rng.normal(size=6).astype(np.float32).tolist()})
+    for folder in ("cohort", "omics", "text"):
+        (root / folder).mkdir()
+    pd.DataFrame(rows).to_parquet(root / "cohort" / "S1.parquet")
+    pd.DataFrame({"patient": [r["patient"] for r in rows], "seed": 0, "split": splits}).to_parquet(
+        root / "cohort" / "S1_splits.parquet")
+    pd.DataFrame(omics).to_parquet(root / "omics" / "S1.parquet")
+    pd.DataFrame({"pathway": ["p0", "p0", "p1", "p1", "p2", "p2", "p3"],
+                  "gene": ["G0", "G1", "G2", "G0", "G4", "G5", "G7"]}).to_parquet(root / "omics" / "pathways.parquet")
+    pd.DataFrame(text).to_parquet(root / "text" / "S1_seed0_minilm.parquet")
+    write_manifest(sorted((root / "features" / "tiny").glob("*.h5")), root / "features" / "tiny" / "S1.manifest.parquet",
+                   "tiny")
+    config = validate({"model": {"omics": {"latent_dim": 8, "depth": 1, "tokens": 4}, "adapter": {"heads": 2}},
+                       "slide_encoder": {"name": "tiny"},
+                       "training": {"epochs": 1, "warmup_epochs": 0, "device": "cpu", "threads": 1}})
+    files = site_files(root, "S1", 0, "tiny", "minilm")
+    data = ExperimentData([files], 0, BagOptions(config["training"]["tile_cap"]))
+    model_dir = root / "model"
+    train_model(data, [files.text], root / "omics" / "pathways.parquet", model_section=config["model"],
+                slide_encoder_section=config["slide_encoder"], training=config["training"], projector_dim=8, seed=0,
+                out_dir=model_dir)
+    embed_site(model_dir, files, 0, root / "embeddings.parquet", device="cpu")
+    probes = evaluate_embeddings(patient_table(root / "embeddings.parquet", files.cohort, files.splits, seed=0))
+    return root, model_dir, files, probes
+
+
+def interpret_settings(**overrides):
+    from modaltune.config import validate
+
+    return validate({"interpret": dict({"ig_steps": 16}, **overrides)})["interpret"]
+
+
+def test_interpret_site_explains_the_risk_extremes_with_the_probe_s_risk(site_run, tmp_path):
+    from modaltune.interpret.run import interpret_site
+
+    root, model_dir, files, probes = site_run
+    summary = interpret_site(model_dir, files, 0, root / "embeddings.parquet", probes, tmp_path, interpret_settings())
+    risks = pd.DataFrame(probes["predictions"]).set_index("patient")["risk"].sort_values()
+    assert list(summary["patient"]) == [risks.index[-1], risks.index[0]]
+    assert np.allclose(summary["risk"], risks[summary["patient"]], rtol=1e-3)  # the table's risk, recomputed
+    assert (summary["ig_delta_relative"] < 1e-2).all()
+    attributions = pd.read_csv(tmp_path / "attributions.tsv", sep="\t")
+    assert set(attributions["pathway"]) == {"p0", "p1", "p2", "p3"}
+    for patient in summary["patient"]:
+        assert (tmp_path / f"{patient}.png").stat().st_size > 10_000
+        maps = pd.read_parquet(tmp_path / f"{patient}.attention.parquet")
+        assert set(maps["map"]) == set(MAPS) and set(maps["block"]) == {1, 2, 3}
+
+
+def test_a_patient_outside_the_split_or_without_rna_is_named_and_the_others_still_run(site_run, tmp_path, caplog):
+    from modaltune.interpret.run import interpret_site
+
+    root, model_dir, files, probes = site_run
+    listed = ["TCGA-ZZ-9999", "TCGA-AA-0012", "TCGA-AA-0013"]
+    summary = interpret_site(model_dir, files, 0, root / "embeddings.parquet", probes, tmp_path,
+                             interpret_settings(patients=listed)).set_index("patient")
+    assert list(summary["status"]) == ["skipped", "skipped", "ok"]
+    assert "not in the split of seed 0" in summary.at["TCGA-ZZ-9999", "reason"]
+    assert "no RNA" in summary.at["TCGA-AA-0012", "reason"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and all("\n" not in e for e in errors) and "TCGA-ZZ-9999" in errors[0]
+    assert (tmp_path / "TCGA-AA-0013.png").is_file() and not (tmp_path / "TCGA-AA-0012.png").exists()
