@@ -34,7 +34,7 @@ rule interpret:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{MODALTUNE} interpret --model {params.model:q} --site {wildcards.site} --seed {wildcards.seed} "
+        "modaltune interpret --model {params.model:q} --site {wildcards.site} --seed {wildcards.seed} "
         "--embeddings {input.embeddings:q} --probes {input.probes:q} {params.options} --out {output:q} "
         "--params {params.sections:q} > {log} 2>&1"
 
