@@ -13,9 +13,9 @@ def register(subparsers) -> None:
     parser.add_argument("--results", default="results", help="folder holding cohort/, omics/, features/")
     parser.add_argument("--embeddings", required=True, help="results/embeddings/{experiment}/{site}/seed{seed}.parquet")
     parser.add_argument("--probes", required=True, help="results/probes/{experiment}/{site}/seed{seed}.json")
-    parser.add_argument("--tiling-summary", default=None,
-                        help="results/qc/tiling_summary.tsv (slide paths for thumbnails); without it the maps are "
-                             "drawn on the tile grid (features imported without slides)")
+    parser.add_argument("--slide-status", nargs="*", default=[],
+                        help="results/qc/status/{slide}.json of the site's slides (their paths give the thumbnails); "
+                             "without them the maps are drawn on the tile grid (features imported without slides)")
     parser.add_argument("--ground-truth", action="store_true",
                         help="synthetic demo: report the ranks of the planted pathways and tiles")
     parser.add_argument("--out", required=True, help="results/figures/interpret/{experiment}/{site}/seed{seed}")
@@ -27,7 +27,6 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    import pandas as pd
     import torch
 
     from modaltune.config import sections_from_json
@@ -38,10 +37,8 @@ def run(args) -> int:
     params = sections_from_json(args.params, SECTIONS)
     torch.set_num_threads(params["training"]["threads"])
     tiling = TilingSettings.from_config(params["slides"])
-    slide_paths = None
-    if args.tiling_summary:
-        summary = pd.read_csv(args.tiling_summary, sep="\t")
-        slide_paths = dict(zip(summary["slide"], summary["path"], strict=True))
+    records = [json.loads(Path(path).read_text()) for path in args.slide_status]
+    slide_paths = {record["slide"]: record["path"] for record in records} or None
     site = site_files(Path(args.results), args.site, args.seed, params["features"]["encoder"], None)
     interpret_site(args.model, site, args.seed, args.embeddings, json.loads(Path(args.probes).read_text()), args.out,
                    params["interpret"], detector=tiling.detector, default_mpp=tiling.default_mpp,

@@ -5,6 +5,7 @@ Outputs in ``out_dir`` (results/figures/interpret/{experiment}/{site}/seed{seed}
 * ``{patient}.png``: the patient's figure (:mod:`modaltune.interpret.figure`);
 * ``{patient}.attention.parquet``: every tile's value in every map and adapter block (slide, x, y, map, block, value);
 * ``attributions.tsv``: pathway attributions of every patient (patient, rank, pathway, attribution, n_genes);
+* ``index.html``: one self-contained page (the summary table and every figure, embedded) for the Snakemake report;
 * ``summary.tsv``: one row per requested patient: why it was chosen, status (``ok`` or ``skipped`` with the reason),
   split, risk with the patient's and with the baseline genes, the IG convergence delta, and with ``ground_truth``
   (the synthetic demo) where the planted pathways rank and where the planted image-signal tiles rank.
@@ -72,6 +73,8 @@ def interpret_site(model_dir: str | Path, site, seed: int, embeddings: str | Pat
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*out_dir.glob("*.png"), *out_dir.glob("*.attention.parquet")]:  # patients of an earlier run
+        stale.unlink()
     from modaltune.devices import resolve_device
 
     device = resolve_device(device)
@@ -102,6 +105,8 @@ def interpret_site(model_dir: str | Path, site, seed: int, embeddings: str | Pat
                     if tables else pd.DataFrame(columns=["patient", "rank", "pathway", "attribution", "n_genes"]))
     _write_tsv(attributions, out_dir / "attributions.tsv")
     _write_tsv(summary, out_dir / "summary.tsv")
+    write_page(out_dir / "index.html", f"{site.site}, seed {seed}: why this risk?", summary,
+               [out_dir / f"{row['patient']}.png" for row in rows if row["status"] == "ok"])
     if planted and "planted_rank_mean" in summary:
         log.info("planted survival pathways %s: mean rank fraction %.3f over %d patients (top third: <= 0.333)",
                  ", ".join(planted), summary["planted_rank_mean"].mean(), summary["planted_rank_mean"].notna().sum())
@@ -165,6 +170,20 @@ def _true_tissue(tiles: pd.DataFrame, slide_paths, views) -> np.ndarray:
             raise FileNotFoundError(f"{mask_path_of(slide_paths[slide])}: the demo slide's true tissue mask is missing")
         coverage[group.index] = mask_coverage(group, mask, views[slide].level0_size)
     return coverage
+
+
+def write_page(path: Path, title: str, summary: pd.DataFrame, figures: Sequence[Path]) -> None:
+    """A self-contained HTML page: the summary table, then each figure embedded as a PNG data URI."""
+    import base64
+    import html
+
+    images = "".join(
+        f'<h2>{html.escape(figure.stem)}</h2><img style="max-width:100%" '
+        f'src="data:image/png;base64,{base64.b64encode(figure.read_bytes()).decode()}">' for figure in figures)
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+            f"<h1>{html.escape(title)}</h1>{summary.to_html(index=False, na_rep='')}{images}</body></html>")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(page)
 
 
 def _write_tsv(frame: pd.DataFrame, path: Path) -> None:

@@ -1,6 +1,8 @@
 # Interpretability (paper Fig. 3): for the highest- and lowest-risk test patients (or `interpret.patients`), the
 # integrated-gradient pathway attributions of the survival probe's risk and the three attention maps over the
 # slide thumbnails; one job per experiment, site and seed (`interpret.seeds: figure` keeps the figure seed only).
+# The patients are chosen at run time, so their figures ({patient}.png) are not declared outputs: the job's
+# index.html embeds them for the report. Arguments go through a script (a site's slide list is long).
 
 
 include: "interpret_functions.smk"
@@ -10,13 +12,14 @@ rule interpret:
     input:
         unpack(interpret_inputs),
     output:
-        report(
-            directory("results/figures/interpret/{experiment}/{site}/seed{seed}"),
-            patterns=["{patient}.png"],
+        summary="results/figures/interpret/{experiment}/{site}/seed{seed}/summary.tsv",
+        attributions="results/figures/interpret/{experiment}/{site}/seed{seed}/attributions.tsv",
+        page=report(
+            "results/figures/interpret/{experiment}/{site}/seed{seed}/index.html",
             caption="../report/interpret.rst",
             category="Interpretation",
             subcategory="{experiment}",
-            labels={"site": "{site}", "seed": "{seed}", "patient": "{patient}"},
+            labels={"site": "{site}", "seed": "{seed}"},
         ),
     wildcard_constraints:
         experiment="|".join(EXPERIMENTS) or "NO_EXPERIMENT",
@@ -24,19 +27,15 @@ rule interpret:
     log:
         "results/logs/interpret/{experiment}/{site}/seed{seed}.log",
     params:
-        model=embed_model_folder,
-        options=interpret_options,
-        sections=sections_json(INTERPRET_SECTIONS),
+        argv=interpret_argv,
     threads: TRAINING["threads"]
     resources:
         mem_mb=TRAINING["mem_mb"],
         runtime=60,
     conda:
         "../../envs/torch.yaml"
-    shell:
-        "modaltune interpret --model {params.model:q} --site {wildcards.site} --seed {wildcards.seed} "
-        "--embeddings {input.embeddings:q} --probes {input.probes:q} {params.options} --out {output:q} "
-        "--params {params.sections:q} > {log} 2>&1"
+    script:
+        "../scripts/modaltune_command.py"
 
 
 TARGETS.append(interpret_targets)

@@ -18,14 +18,19 @@ def interpret_inputs(wildcards):
     inputs = trained_model_inputs(wildcards.site, wildcards.seed, folder)
     run = f"{wildcards.experiment}/{wildcards.site}/seed{wildcards.seed}"
     inputs.update(embeddings=f"results/embeddings/{run}.parquet", probes=f"results/probes/{run}.json")
-    if not config["features"]["precomputed_dir"]:  # slides were tiled here: their paths give the thumbnails
-        inputs["tiling_summary"] = "results/qc/tiling_summary.tsv"
+    if not config["features"]["precomputed_dir"]:  # slides were tiled here: their status records give the paths
+        inputs["slide_status"] = [f"results/qc/status/{slide}.json" for slide in slides_of(wildcards.site)]
     return inputs
 
 
-def interpret_options(wildcards, input):
-    options = f"--tiling-summary {shlex.quote(input.tiling_summary)}" if "tiling_summary" in input.keys() else ""
-    return options + (" --ground-truth" if config["demo"]["enabled"] else "")
+def interpret_argv(wildcards, input, output):
+    """The `modaltune interpret` arguments (a list: a TCGA site's slide records exceed a shell command line)."""
+    argv = ["interpret", "--model", embed_model_folder(wildcards), "--site", wildcards.site, "--seed", wildcards.seed,
+            "--embeddings", input.embeddings, "--probes", input.probes, "--out", str(Path(output.summary).parent),
+            "--params", sections_json(INTERPRET_SECTIONS)]
+    if "slide_status" in input.keys():
+        argv += ["--slide-status", *input.slide_status]
+    return argv + (["--ground-truth"] if config["demo"]["enabled"] else [])
 
 
 def interpret_targets():
@@ -33,7 +38,7 @@ def interpret_targets():
         return []
     seeds = SEEDS if INTERPRET["seeds"] == "all" else [FIGURE_SEED]
     return [
-        f"results/figures/interpret/{experiment}/{site}/seed{seed}"
+        f"results/figures/interpret/{experiment}/{site}/seed{seed}/index.html"
         for experiment in interpreted_experiments()
         for site in experiment_sites(experiment)
         for seed in seeds
