@@ -68,6 +68,7 @@ def interpret_site(model_dir: str | Path, site, seed: int, embeddings: str | Pat
                    device: str = "cpu") -> pd.DataFrame:
     """Write the outputs listed in the module docstring; returns the summary table. Runs in float32 on
     ``device`` (``training.device``)."""
+    from modaltune.devices import resolve_device
     from modaltune.training.data import BagOptions, ExperimentData
     from modaltune.training.embed import load_trained
 
@@ -75,8 +76,6 @@ def interpret_site(model_dir: str | Path, site, seed: int, embeddings: str | Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*out_dir.glob("*.png"), *out_dir.glob("*.attention.parquet")]:  # patients of an earlier run
         stale.unlink()
-    from modaltune.devices import resolve_device
-
     device = resolve_device(device)
     model, config, scaler = load_trained(model_dir, device)
     data = ExperimentData([site], seed, BagOptions.for_encoder(model.encoder.config, config["tile_cap"],
@@ -101,6 +100,8 @@ def interpret_site(model_dir: str | Path, site, seed: int, embeddings: str | Pat
         tables.append(table.assign(patient=patient))
 
     summary = pd.DataFrame(rows)
+    front = [c for c in ("patient", "chosen", "split", "status", "reason") if c in summary]
+    summary = summary[front + [c for c in summary if c not in front]]
     attributions = (pd.concat(tables, ignore_index=True)[["patient", "rank", "pathway", "attribution", "n_genes"]]
                     if tables else pd.DataFrame(columns=["patient", "rank", "pathway", "attribution", "n_genes"]))
     _write_tsv(attributions, out_dir / "attributions.tsv")
