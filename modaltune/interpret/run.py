@@ -39,6 +39,7 @@ from modaltune.io import atomic_path, write_parquet
 log = logging.getLogger(__name__)
 
 FULL_TISSUE = 0.99  # a tile counts as lying on tissue when the true mask covers this share of it
+DELTA_WARNING = 0.05  # relative convergence delta above which the attributions do not add up well enough
 
 
 def choose_patients(risks: pd.Series, count: int, listed: Sequence[str]) -> list[tuple[str, str]]:
@@ -128,6 +129,9 @@ def _interpret_patient(model, config, scaler, data, head, patient, reported, out
         raise RuntimeError(f"patient {patient}: the recomputed risk {attribution.risk:.6g} differs from the probe "
                            f"file's {reported[patient]:.6g}; the model, embeddings and probes are out of date "
                            "(rerun the embed and evaluate rules)")
+    if row_delta_relative(attribution) > DELTA_WARNING:
+        log.warning("patient %s: IG convergence delta %.2g is %.0f%% of the risk difference; raise interpret.ig_steps",
+                    patient, attribution.delta, 100 * row_delta_relative(attribution))
     with torch.no_grad(), AttentionRecorder(model) as recorder:
         model(features, coords, genes, tasks=["general"])
     maps = recorder.result
@@ -138,8 +142,7 @@ def _interpret_patient(model, config, scaler, data, head, patient, reported, out
     write_parquet(attention_table(maps, tiles), out_dir / f"{patient}.attention.parquet")
     row = {"patient": patient, "status": "ok", "reason": "", "risk": attribution.risk,
            "risk_baseline": attribution.risk_baseline, "ig_delta": attribution.delta,
-           "ig_delta_relative": abs(attribution.delta) / max(abs(attribution.log_risk - attribution.log_risk_baseline),
-                                                             1e-12),
+           "ig_delta_relative": row_delta_relative(attribution),
            "tiles": len(tiles)}
     if planted:
         ranks = planted_ranks(attribution.table, planted)
@@ -150,6 +153,11 @@ def _interpret_patient(model, config, scaler, data, head, patient, reported, out
     log.info("patient %s: risk %.4g (baseline genes %.4g), IG delta %.2g, %d tiles", patient, attribution.risk,
              attribution.risk_baseline, attribution.delta, len(tiles))
     return row, attribution.table
+
+
+def row_delta_relative(attribution) -> float:
+    """|convergence delta| / |log risk difference|: how far the attributions are from adding up."""
+    return abs(attribution.delta) / max(abs(attribution.log_risk - attribution.log_risk_baseline), 1e-12)
 
 
 def _planted_pathways() -> list[str]:
