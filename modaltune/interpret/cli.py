@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     parser.add_argument("--slide-status", nargs="*", default=[],
                         help="results/qc/status/{slide}.json of the site's slides (their paths give the thumbnails); "
                              "without them the maps are drawn on the tile grid (features imported without slides)")
-    parser.add_argument("--ground-truth", action="store_true",
+    parser.add_argument("--planted-signal", action="store_true",
                         help="synthetic demo: report the ranks of the planted pathways and tiles")
     parser.add_argument("--out", required=True, help="results/figures/interpret/{experiment}/{site}/seed{seed}")
     parser.add_argument("--params", required=True, help=f"JSON with the config sections {', '.join(SECTIONS)}")
@@ -42,6 +42,6 @@ def run(args) -> int:
     site = site_files(Path(args.results), args.site, args.seed, params["features"]["encoder"], None)
     interpret_site(args.model, site, args.seed, args.embeddings, json.loads(Path(args.probes).read_text()), args.out,
                    params["interpret"], detector=tiling.detector, default_mpp=tiling.default_mpp,
-                   slide_paths=slide_paths, ground_truth=args.ground_truth,
+                   slide_paths=slide_paths, planted_signal=args.planted_signal,
                    device=params["training"]["device"])
     return 0

@@ -7,12 +7,12 @@ Outputs in ``out_dir`` (results/figures/interpret/{experiment}/{site}/seed{seed}
 * ``attributions.tsv``: pathway attributions of every patient (patient, rank, pathway, attribution, n_genes);
 * ``index.html``: one self-contained page (the summary table and every figure, embedded) for the Snakemake report;
 * ``summary.tsv``: one row per requested patient: why it was chosen, status (``ok`` or ``skipped`` with the reason),
-  split, risk with the patient's and with the baseline genes, the IG convergence delta, and with ``ground_truth``
+  split, risk with the patient's and with the baseline genes, the IG convergence delta, and with ``planted_signal``
   (the synthetic demo) where the planted pathways rank and where the planted image-signal tiles rank.
 
-Ground truth on the demo (:mod:`modaltune.synth`): the hazard depends on ``RISK_PATHWAYS``; their rank fractions
+The planted signal of the demo (:mod:`modaltune.synth`): the hazard depends on ``RISK_PATHWAYS``; their rank fractions
 (rank / pathways, 0 = most important) are reported per patient and averaged. The synthetic slides paint their
-image signal (subtype appearance, stage-dependent nuclei) uniformly over the tissue, so the only tile-level truth
+image signal (subtype appearance, stage-dependent nuclei) uniformly over the tissue, so the only tile-level answer
 is how much of a tile is tissue: ``planted_tiles_<map>`` is the mean rank fraction, in the last block's map, of the
 tiles lying fully on the true tissue mask (0 = they get the most attention, 0.5 = no preference, NaN when every
 tile lies fully on tissue).
@@ -65,7 +65,7 @@ def skip_reason(patient: str, split: pd.DataFrame, data) -> str | None:
 
 def interpret_site(model_dir: str | Path, site, seed: int, embeddings: str | Path, probes: Mapping[str, Any],
                    out_dir: str | Path, settings: Mapping[str, Any], detector=None, default_mpp: float | None = None,
-                   slide_paths: Mapping[str, str] | None = None, ground_truth: bool = False,
+                   slide_paths: Mapping[str, str] | None = None, planted_signal: bool = False,
                    device: str = "cpu") -> pd.DataFrame:
     """Write the outputs listed in the module docstring; returns the summary table. Runs in float32 on
     ``device`` (``training.device``)."""
@@ -85,7 +85,7 @@ def interpret_site(model_dir: str | Path, site, seed: int, embeddings: str | Pat
     split = pd.read_parquet(site.splits)
     split = split[split["seed"] == seed]
     reported = probe_risks(probes)
-    planted = _planted_pathways() if ground_truth else []
+    planted = _planted_pathways() if planted_signal else []
 
     rows, tables = [], []
     for patient, why in choose_patients(reported, settings["count"], settings["patients"]):

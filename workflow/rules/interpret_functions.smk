@@ -30,7 +30,7 @@ def interpret_argv(wildcards, input, output):
             "--params", sections_json(INTERPRET_SECTIONS)]
     if "slide_status" in input.keys():
         argv += ["--slide-status", *input.slide_status]
-    return argv + (["--ground-truth"] if config["demo"]["enabled"] else [])
+    return argv + (["--planted-signal"] if config["demo"]["enabled"] else [])
 
 
 def interpret_targets():
