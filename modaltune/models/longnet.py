@@ -39,6 +39,7 @@ one pass, no (query, key) matrix in memory, autograd included. No flash-attn pac
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -48,6 +49,22 @@ import torch.nn.functional as F
 from torch import nn
 
 UNCOMPUTED_LSE = -1e8  # log-sum-exp of (position, head) pairs a branch did not compute, as upstream
+_EXACT_GRADIENTS = False
+
+
+@contextlib.contextmanager
+def exact_gradients():
+    """Within this context autograd returns the true gradient of the forward function: the branch-merge weights
+    carry gradients, and attention runs as plain (materialised) softmax, since the fused kernels' backward ignores
+    the log-sum-exp's gradient. Training keeps upstream's constant merge weights and the fused kernels; integrated
+    gradients need the true gradient (otherwise attributions miss the output difference by a few percent). Memory
+    grows with the square of each branch's segment length: use it on one patient at a time."""
+    global _EXACT_GRADIENTS
+    previous, _EXACT_GRADIENTS = _EXACT_GRADIENTS, True
+    try:
+        yield
+    finally:
+        _EXACT_GRADIENTS = previous
 
 
 class DropPath(nn.Module):
@@ -72,6 +89,9 @@ def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tup
     The output is what ``F.scaled_dot_product_attention`` returns on the same device; the log-sum-exp has shape
     (batch, heads, length).
     """
+    if _EXACT_GRADIENTS:  # the fused kernels' backward ignores the log-sum-exp's gradient: materialise instead
+        scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        return (torch.softmax(scores, dim=-1) @ v.float()).to(q.dtype), torch.logsumexp(scores, dim=-1)
     if q.device.type == "cpu":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)
         return out, lse
@@ -142,7 +162,8 @@ def dilated_attention(
         out, lse = _to_dense(out, lse, n, segment_length, ratio)
         outs.append(out)
         lses.append(lse)
-    with torch.no_grad():  # upstream merges with constant weights: no gradient through the log-sum-exps
+    # upstream merges with constant weights (no gradient through the log-sum-exps); exact_gradients() lifts that
+    with contextlib.nullcontext() if _EXACT_GRADIENTS else torch.no_grad():
         weights = torch.softmax(torch.stack(lses).float(), dim=0)
     merged = outs[0] * weights[0, ..., None].to(outs[0].dtype)
     for out, weight in zip(outs[1:], weights[1:], strict=True):

