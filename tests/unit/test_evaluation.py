@@ -155,3 +155,18 @@ def test_tables_bold_the_best_value_per_column_ties_included_and_leave_the_csv_p
     assert "<td>A&lt;1&gt;</td>" in page and "<td><strong>0.725</strong></td>" in page and "**" not in page
     assert page.count("<strong>") == markdown.read_text().count("**") // 2
     assert "**" not in csv.read_text() and pd.read_csv(csv)["mean"].max() == pytest.approx(0.99)
+
+
+def test_survival_probe_leaves_out_columns_constant_over_training_patients():
+    """A dead ReLU unit (zero for every patient) would make lifelines divide by zero; it carries no information, so
+    the probe fitted with it equals the probe fitted without it."""
+    from modaltune.evaluation import SurvivalProbe
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 3))
+    time, event = np.exp(1 + x[:, 0] + rng.normal(0, 0.5, 40)), (rng.random(40) < 0.8).astype(int)
+    with_dead = np.column_stack([x[:, :1], np.zeros(40), x[:, 1:]])
+    probe = SurvivalProbe().fit(with_dead, time, event)
+    np.testing.assert_allclose(probe.predict_risk(with_dead), SurvivalProbe().fit(x, time, event).predict_risk(x))
+    with pytest.raises(ValueError, match="every embedding column is constant"):
+        SurvivalProbe().fit(np.ones((40, 2)), time, event)
