@@ -12,7 +12,7 @@ if OOD_BASELINE_RUNS:
 
     rule:
         name:
-            "baselines_ood" if OOD_BASELINE_GROUPED else "baseline_ood"
+            "ood_baselines" if OOD_BASELINE_GROUPED else "ood_baseline"
         input:
             unpack(ood_baseline_inputs),
         output:

@@ -79,8 +79,8 @@ def ood_baseline_runs_option(wildcards):
 
 def ood_baseline_log():
     if OOD_BASELINE_GROUPED:
-        return "results/logs/baselines_ood/baselines_ood.log"
-    return "results/logs/baseline_ood/{task}/{source}/{site}/seed{seed}.log"
+        return "results/logs/ood_baselines/ood_baselines.log"
+    return "results/logs/ood_baseline/{task}/{source}/{site}/seed{seed}.log"
 
 
 # ---- the out-of-distribution table's baseline rows ----
