@@ -21,7 +21,7 @@ def _ood_baseline_runs():
 
 OOD_BASELINE_RUNS = _ood_baseline_runs()
 OOD_BASELINE_TARGETS = list(dict.fromkeys(target for _, target in OOD_BASELINE_RUNS))
-OOD_BASELINE_STEM = "results/ood/{kind}/" + f"{OOD_BASELINE}_" + "{task}/{source}/{site}/seed{seed}"
+OOD_BASELINE_FILE = f"results/ood/{{kind}}/{OOD_BASELINE}_{{task}}/{{source}}/{{site}}/seed{{seed}}.{{suffix}}"
 # With baselines.group_runs (the demo) one job embeds and probes every run, paying the start-up once; otherwise one
 # job per (source, target, seed, task).
 OOD_BASELINE_GROUPED = BASELINE_SETTINGS["group_runs"]
@@ -30,15 +30,15 @@ OOD_BASELINE_GROUPED = BASELINE_SETTINGS["group_runs"]
 def ood_baseline_outputs():
     if not OOD_BASELINE_GROUPED:
         wildcards = {"task": "{task}", "source": "{source}", "site": "{site}", "seed": "{seed}"}
-        return {"embeddings": OOD_BASELINE_STEM.format(kind="embeddings", **wildcards) + ".parquet",
-                "probes": OOD_BASELINE_STEM.format(kind="probes", **wildcards) + ".json"}
-    return {"embeddings": ood_baseline_files("embeddings", ".parquet"), "probes": ood_baseline_probe_files()}
+        return {"embeddings": OOD_BASELINE_FILE.format(kind="embeddings", suffix="parquet", **wildcards),
+                "probes": OOD_BASELINE_FILE.format(kind="probes", suffix="json", **wildcards)}
+    return {"embeddings": ood_baseline_files("embeddings", "parquet"), "probes": ood_baseline_probe_files()}
 
 
 def ood_baseline_files(kind, suffix):
     """Every run's file, the subtype models' ("Cls.") before the survival models' ("Surv."): the table's row order."""
     return [
-        OOD_BASELINE_STEM.format(kind=kind, task=task, source=source, site=target, seed=seed) + suffix
+        OOD_BASELINE_FILE.format(kind=kind, task=task, source=source, site=target, seed=seed, suffix=suffix)
         for task in BASELINE_TASKS
         for source, target in OOD_BASELINE_RUNS
         for seed in SEEDS
@@ -46,7 +46,7 @@ def ood_baseline_files(kind, suffix):
 
 
 def ood_baseline_probe_files():
-    return ood_baseline_files("probes", ".json")
+    return ood_baseline_files("probes", "json")
 
 
 def _job_runs(wildcards):
@@ -63,7 +63,7 @@ def ood_baseline_inputs(wildcards):
     files = site_inputs(targets, None, with_text=False)
     files["pathways"] = "results/omics/pathways.parquet"
     files["weights"] = [
-        BASELINE_RUN.format(model=OOD_BASELINE, site=source, seed=seed, task=task) + ".safetensors"
+        f"{BASELINE_RUN.format(model=OOD_BASELINE, site=source, seed=seed, task=task)}.safetensors"
         for source, _ in pairs
         for seed in seeds
         for task in tasks
@@ -88,7 +88,7 @@ def ood_baseline_log():
 def ood_supervised_records():
     """The "Sup." rows: the baseline's ordinary runs on each target site (every seed and task)."""
     return [
-        BASELINE_RUN.format(model=OOD_BASELINE, site=target, seed=seed, task=task) + ".json"
+        f"{BASELINE_RUN.format(model=OOD_BASELINE, site=target, seed=seed, task=task)}.json"
         for target in OOD_BASELINE_TARGETS
         for seed in SEEDS
         for task in BASELINE_TASKS
