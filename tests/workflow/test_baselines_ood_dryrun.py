@@ -3,6 +3,7 @@ baseline's embed-and-probe jobs (one grouped job on the demo, one GPU job per ru
 
 from pathlib import Path
 
+import pytest
 import yaml
 from snakemake_cli import TCGA_CONFIG, dry_run, placeholder_tcga_config
 
@@ -49,3 +50,10 @@ def test_without_an_ood_baseline_nothing_is_kept_or_planned(tmp_path):
     assert not [job for job in jobs if job.rule.startswith("ood_baseline")]
     assert not [path for job in jobs for path in job.outputs if path.endswith(".safetensors")
                 and "/baselines/" in path]
+
+
+def test_an_ood_baseline_that_is_not_trained_is_refused_with_the_fix(tmp_path):
+    override = tmp_path / "untrained.yaml"
+    override.write_text(yaml.safe_dump({"baselines": {"models": ["abmil"]}}))
+    with pytest.raises(AssertionError, match=r"evaluation.ood_baseline 'gigapath_cat' is not one of baselines.models"):
+        dry_run(tmp_path / "run", "all", "--configfile", REPO / "config" / "demo.yaml", override)
