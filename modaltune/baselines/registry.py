@@ -57,3 +57,15 @@ def create_baseline(name: str, n_outputs: int, inputs, **kwargs):
     spec = BASELINES[name]
     builder = getattr(importlib.import_module(f"modaltune.baselines.{spec.module}"), spec.builder)
     return builder(n_outputs, inputs, **kwargs)
+
+
+# Paper Table 3's rows of a baseline on an unseen site: its single-task models used as feature extractors (by task),
+# and the same baseline trained on the target site itself.
+OOD_ROW_KINDS = {"subtype": "Cls.", "survival": "Surv.", "supervised": "Sup."}
+
+
+def ood_row_label(name: str, kind: str) -> str:
+    """The row label of baseline ``name`` in the out-of-distribution table, the kind before the fusion suffix as the
+    paper writes it: "Gigapath (cat)" -> "Gigapath Surv. (cat)"."""
+    head, paren, fusion = BASELINES[name].label.partition(" (")
+    return f"{head} {OOD_ROW_KINDS[kind]}{paren}{fusion}"

@@ -8,7 +8,9 @@ split. A checkpoint per epoch (``{task}.checkpoint/``, safetensors + JSON) lets 
 to the settings and inputs that wrote it and is removed once the run's outputs exist.
 
 Outputs: ``{task}.json`` (status ok or skipped with the reason, test metric, validation history, counts, settings)
-and ``{task}.parquet`` (per test patient: the label and the class probabilities, or the risk).
+and ``{task}.parquet`` (per test patient: the label and the class probabilities, or the risk); with ``keep_weights``
+also ``{task}.safetensors``, the selected epoch's weights with what rebuilds the model in its metadata (see
+:mod:`modaltune.baselines.transfer`, which reuses a trained model as a feature extractor on another site).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from modaltune.baselines.data import SiteData, SkipRun, TaskData
 from modaltune.baselines.registry import BASELINES, create_baseline
 from modaltune.baselines.survival import nll_survival_loss, risk_from_logits
+from modaltune.baselines.transfer import save_weights
 from modaltune.evaluation.probes import SUBTYPE_METRIC, SURVIVAL_METRIC
 from modaltune.io import write_json, write_parquet
 from modaltune.training.checkpoint import BEST_FILE, load_checkpoint, save_checkpoint, save_tensors
@@ -135,8 +138,9 @@ class Run:
 
 def train_baseline(name: str, data: SiteData, task_name: str, section: Mapping[str, Any], inputs, *,
                    device: torch.device, seed: int, out_stem: str | Path,
-                   run_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Train (or resume) one run and write ``{out_stem}.json`` and ``{out_stem}.parquet``; returns the record."""
+                   run_info: Mapping[str, Any] | None = None, keep_weights: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run and write ``{out_stem}.json`` and ``{out_stem}.parquet`` (and with
+    ``keep_weights`` ``{out_stem}.safetensors``); returns the record."""
     out_stem = Path(out_stem)
     spec = BASELINES[name]
     architecture, optimiser, training = run_settings(section, name)
@@ -151,6 +155,8 @@ def train_baseline(name: str, data: SiteData, task_name: str, section: Mapping[s
     except SkipRun as skip:
         log.warning("%s skipped: %s", name, skip)
         record.update(status="skipped", reason=str(skip))
+        if keep_weights:  # no model: the file says why, and a reader of the weights reports it
+            save_tensors({}, out_stem.with_suffix(".safetensors"), metadata={"model": name, "skipped": str(skip)})
         _write(record, pd.DataFrame({"patient": pd.Series(dtype=str)}), out_stem)
         return record
     record["n_patients"] = {split: len(patients) for split, patients in task.splits.items()}
@@ -182,7 +188,12 @@ def train_baseline(name: str, data: SiteData, task_name: str, section: Mapping[s
             "numpy_rng": run.generator.bit_generator.state, "run_key": key})
     from safetensors.torch import load_file
 
-    run.model.load_state_dict(load_file(str(checkpoint_dir / BEST_FILE)))
+    best = load_file(str(checkpoint_dir / BEST_FILE))
+    run.model.load_state_dict(best)
+    if keep_weights:
+        save_weights(best, out_stem.with_suffix(".safetensors"), name=name, architecture=architecture,
+                     n_outputs=task.n_outputs, genes=data.experiment.gene_names, site=data.site, task=task_name,
+                     epoch=best_epoch)
     outputs = run.predict("test")
     test = task.splits["test"]
     record.update(value=metric(task_name, outputs, task.labels.loc[test]), best_epoch=best_epoch,

@@ -377,6 +377,15 @@ def _check_plan(report: Preflight, config: dict[str, Any], sites: dict[str, dict
         report.say(f"  frozen baseline {frozen['name']}: every site")
     for run in config["evaluation"]["ood"]:
         report.say(f"  out-of-distribution: {run['experiment']} from {run['source']} on {', '.join(run['targets'])}")
+    baseline = config["evaluation"]["ood_baseline"]
+    sources = list(dict.fromkeys(run["source"] for run in config["evaluation"]["ood"] if run["source"] != "pooled"))
+    if baseline and sources:
+        if baseline not in config["baselines"]["models"]:
+            report.error(f"evaluation.ood_baseline '{baseline}' is not one of baselines.models; add it there or set "
+                         "evaluation.ood_baseline: null")
+        else:
+            report.say(f"  out-of-distribution baseline {baseline}: trained on {', '.join(sources)} (weights kept), "
+                       "probed on the targets; trained on each target for the Sup. row")
 
 
 _STAT = re.compile(r"^(\S+)\s+(\d+)$")

@@ -49,19 +49,29 @@ class SubtypeProbe:
 
 @dataclass
 class SurvivalProbe:
+    """Cox model on the embedding's columns that vary over the training patients: a constant column (a ReLU unit
+    dead for every patient, as a supervised baseline's fused vector has) carries no information and makes lifelines'
+    standardisation divide by zero."""
+
     penalizer: float = 0.1
     model: object = field(default=None, init=False, repr=False)
+    columns: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def fit(self, x: np.ndarray, time: np.ndarray, event: np.ndarray) -> SurvivalProbe:
         from lifelines import CoxPHFitter
 
+        x = np.asarray(x, dtype=np.float64)
+        self.columns = np.flatnonzero(x.std(axis=0) > 0)
+        if not len(self.columns):
+            raise ValueError("survival probe: every embedding column is constant over the training patients")
         self.model = CoxPHFitter(penalizer=self.penalizer, l1_ratio=0.0)
-        self.model.fit(_survival_frame(x, time, event), duration_col="time", event_col="event")
+        self.model.fit(_survival_frame(x[:, self.columns], time, event), duration_col="time", event_col="event")
         return self
 
     def predict_risk(self, x: np.ndarray) -> np.ndarray:
         """Partial hazard: higher means earlier death."""
-        return np.asarray(self.model.predict_partial_hazard(_covariates(x))).ravel()
+        covariates = _covariates(np.asarray(x, dtype=np.float64)[:, self.columns])
+        return np.asarray(self.model.predict_partial_hazard(covariates)).ravel()
 
     def score(self, x: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
         from lifelines.utils import concordance_index

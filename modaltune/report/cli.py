@@ -12,6 +12,8 @@ def register(subparsers) -> None:
     parser.add_argument("--labels", default="{}", help="JSON object: experiment name -> row label (evaluation.labels)")
     parser.add_argument("--modalities", default="{}",
                         help="JSON object: probed experiment -> wsi, genomics or multimodal (default multimodal)")
+    parser.add_argument("--unranked", nargs="*", default=[],
+                        help="experiments left out of the bold best value (Table 3's model supervised on the target)")
     parser.set_defaults(func=run)
     register_validation(subparsers)
 
@@ -27,7 +29,7 @@ def run(args) -> int:
     long = pd.concat([collect_probes(args.probes, json.loads(args.modalities)), collect_baselines(args.baselines)],
                      ignore_index=True)
     labels = {name: spec.label for name, spec in BASELINES.items()} | json.loads(args.labels)
-    for path in write_tables(results_table(long), args.out, labels):
+    for path in write_tables(results_table(long), args.out, labels, args.unranked):
         print(path)
     return 0
 

@@ -1,5 +1,7 @@
 """Gather probe and baseline-run files into one long table, then pivot it into the paper's layout (rows grouped by
-modality, WSI / Genomics / Multi-modal, in the order the files come) and write CSV, Markdown and HTML.
+modality, WSI / Genomics / Multi-modal, in the order the files come) and write CSV, Markdown and HTML. As in the
+paper, Markdown and HTML show the best value of each site column and of the Mean column in bold (higher is better for
+both metrics; equal values as shown, to 3 decimals, are all bold); the CSV keeps the plain numbers.
 
 A skipped baseline run (its training split lacks a class or survival events) has no value: its cell averages the
 seeds that ran, shows "skipped" when none did, and its reason is listed under the table.
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from html import escape
 from pathlib import Path
 
@@ -111,7 +113,22 @@ def _cell(mean: float, std: float, skipped: str) -> str:
     return value + ("*" if skipped else "")
 
 
-def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> dict[str, pd.DataFrame]:
+def best_mask(values: pd.Series, ranked: pd.Series) -> pd.Series:
+    """True where a value is the column's best as shown (3 decimals; higher is better for both metrics; ties all
+    best), among the ``ranked`` rows; a missing value is never best."""
+    shown = values.round(3).where(ranked)
+    return shown.notna() & (shown == shown.max())
+
+
+MARKUPS = {"markdown": lambda text: f"**{text}**", "html": lambda text: f"<strong>{escape(text)}</strong>"}
+
+
+def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None, markup: str = "markdown",
+               unranked: Collection[str] = ()) -> dict[str, pd.DataFrame]:
+    """One block per task; the best value per site column and in the Mean column in bold (``markup``), as the
+    paper marks them, among the rows whose experiment is not in ``unranked``. HTML text comes escaped."""
+    strong = MARKUPS[markup]
+    plain = escape if markup == "html" else str
     blocks = {}
     for task in TASK_METRICS:
         rows = table[table["task"] == task]
@@ -119,11 +136,19 @@ def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> 
             continue
         rows = rows.assign(
             cell=[_cell(m, s, k) for m, s, k in zip(rows["mean"], rows["std"], rows["skipped"], strict=True)],
-            row=[row_label(e, s, labels) for e, s in zip(rows["experiment"], rows["source"], strict=True)],
+            row=[plain(row_label(e, s, labels)) for e, s in zip(rows["experiment"], rows["source"], strict=True)],
         )
+        ranked = ~rows["experiment"].isin(list(unranked))
+        best = pd.Series(False, index=rows.index)
+        for _, column in rows.groupby("site", sort=False):
+            best |= best_mask(column["mean"], ranked.loc[column.index])
+        rows["cell"] = [strong(c) if b else plain(c) for c, b in zip(rows["cell"], best, strict=True)]
         order = list(dict.fromkeys(rows["row"]))
         wide = rows.pivot(index="row", columns="site", values="cell").reindex(order).fillna("–")
-        wide["Mean"] = rows.groupby("row", sort=False)["overall"].first().reindex(order).map("{:.3f}".format)
+        per_row = rows.groupby("row", sort=False).agg(overall=("overall", "first"), experiment=("experiment", "first"))
+        per_row = per_row.reindex(order)
+        top = best_mask(per_row["overall"], ~per_row["experiment"].isin(list(unranked)))
+        wide["Mean"] = [strong(f"{v:.3f}") if b else f"{v:.3f}" for v, b in zip(per_row["overall"], top, strict=True)]
         block = wide.reset_index().rename(columns={"row": "Method"}).rename_axis(columns=None)
         if rows["modality"].nunique() > 1:  # the paper's group column, named on the first row of each group
             modality = rows.groupby("row", sort=False)["modality"].first().reindex(order).map(MODALITY_TITLES)
@@ -138,16 +163,18 @@ def _skipped_notes(table: pd.DataFrame, labels: Mapping[str, str] | None) -> lis
     return [f"{row_label(r.experiment, r.source, labels)}, {r.site}: {r.skipped}" for r in rows.itertuples()]
 
 
-def write_tables(table: pd.DataFrame, stem: str | os.PathLike, labels: Mapping[str, str] | None = None) -> list[Path]:
+def write_tables(table: pd.DataFrame, stem: str | os.PathLike, labels: Mapping[str, str] | None = None,
+                 unranked: Collection[str] = ()) -> list[Path]:
     """Write ``{stem}.csv`` (numbers), ``{stem}.md`` and ``{stem}.html`` (one block per task, rows named by
-    ``labels``: experiment name -> label)."""
+    ``labels``: experiment name -> label; the best value per column in bold, the rows of ``unranked`` experiments
+    left out of that comparison, as Table 3 leaves out the models supervised on the target site)."""
     stem = Path(stem)
     written = []
     with atomic_path(stem.with_suffix(".csv")) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     written.append(stem.with_suffix(".csv"))
-    blocks = _formatted(table, labels)
     notes = _skipped_notes(table, labels)
+    blocks = _formatted(table, labels, "markdown", unranked)
     markdown = "\n\n".join(f"### {TASK_TITLES[t]}\n\n{b.to_markdown(index=False, disable_numparse=True)}"
                            for t, b in blocks.items())
     if notes:
@@ -155,7 +182,9 @@ def write_tables(table: pd.DataFrame, stem: str | os.PathLike, labels: Mapping[s
     with atomic_path(stem.with_suffix(".md")) as tmp:
         tmp.write_text(markdown + "\n")
     written.append(stem.with_suffix(".md"))
-    html = "\n".join(f"<h3>{TASK_TITLES[t]}</h3>\n{b.to_html(index=False, border=0)}" for t, b in blocks.items())
+    blocks = _formatted(table, labels, "html", unranked)  # cells escaped there: bold is markup
+    html = "\n".join(f"<h3>{TASK_TITLES[t]}</h3>\n{b.to_html(index=False, border=0, escape=False)}"
+                     for t, b in blocks.items())
     if notes:
         items = "".join(f"<li>{escape(n)}</li>" for n in notes)
         html += f"\n<p>* Runs skipped (mean over the other seeds):</p>\n<ul>{items}</ul>"

@@ -155,3 +155,46 @@ def test_evaluate_command_probes_several_embedding_files_like_separate_calls(tmp
     assert main(argv) == 0 and "source" not in json.loads(open(outs[0]).read())
     with pytest.raises(SystemExit, match="as many"):
         main([*argv[:-1], "--source", "S2"])
+def test_tables_bold_the_best_value_per_column_ties_included_and_leave_the_csv_plain(tmp_path):
+    # per (experiment, site): subtype values of two seeds; survival = subtype / 2
+    values = {("a", "NSCLC"): [0.80, 0.90], ("b", "NSCLC"): [0.85, 0.85], ("c", "NSCLC"): [0.70, 0.70],
+              ("a", "RCC"): [0.60, 0.60], ("b", "RCC"): [0.50, 0.50], ("c", "RCC"): [0.6001, 0.5999],
+              ("sup", "NSCLC"): [0.99, 0.99], ("sup", "RCC"): [0.99, 0.99]}
+    paths = []
+    for (experiment, site), seeds in values.items():
+        for seed, value in enumerate(seeds):
+            paths.append(tmp_path / f"{experiment}_{site}_{seed}.json")
+            paths[-1].write_text(json.dumps({"experiment": experiment, "site": site, "seed": seed,
+                                             "subtype": {"balanced_accuracy": value},
+                                             "survival": {"c_index": value / 2}}))
+    table = results_table(collect_probes(paths))
+    csv, markdown, html = write_tables(table, tmp_path / "results", {"a": "A<1>"}, unranked=["sup"])
+    subtype = markdown.read_text().split("### Survival")[0]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in subtype.splitlines() if line.startswith("| ") and "Method" not in line}
+    # NSCLC: a and b tie at 0.850 (both bold); RCC: a and c tie as shown (0.600); Mean: a 0.725 beats b 0.675
+    assert rows["A<1>"] == ["**0.850 ± 0.071**", "**0.600 ± 0.000**", "**0.725**"]
+    assert rows["b"] == ["**0.850 ± 0.000**", "0.500 ± 0.000", "0.675"]
+    assert rows["c"] == ["0.700 ± 0.000", "**0.600 ± 0.000**", "0.650"]
+    assert rows["sup"] == ["0.990 ± 0.000", "0.990 ± 0.000", "0.990"]  # unranked: never bold, never compared
+    survival = markdown.read_text().split("### Survival")[1]
+    assert "**0.425 ± 0.035**" in survival and "**0.363**" in survival  # higher C-index is better too
+    page = html.read_text()
+    assert "<td>A&lt;1&gt;</td>" in page and "<td><strong>0.725</strong></td>" in page and "**" not in page
+    assert page.count("<strong>") == markdown.read_text().count("**") // 2
+    assert "**" not in csv.read_text() and pd.read_csv(csv)["mean"].max() == pytest.approx(0.99)
+
+
+def test_survival_probe_leaves_out_columns_constant_over_training_patients():
+    """A dead ReLU unit (zero for every patient) would make lifelines divide by zero; it carries no information, so
+    the probe fitted with it equals the probe fitted without it."""
+    from modaltune.evaluation import SurvivalProbe
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 3))
+    time, event = np.exp(1 + x[:, 0] + rng.normal(0, 0.5, 40)), (rng.random(40) < 0.8).astype(int)
+    with_dead = np.column_stack([x[:, :1], np.zeros(40), x[:, 1:]])
+    probe = SurvivalProbe().fit(with_dead, time, event)
+    np.testing.assert_allclose(probe.predict_risk(with_dead), SurvivalProbe().fit(x, time, event).predict_risk(x))
+    with pytest.raises(ValueError, match="every embedding column is constant"):
+        SurvivalProbe().fit(np.ones((40, 2)), time, event)

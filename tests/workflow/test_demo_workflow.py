@@ -131,11 +131,18 @@ def test_ood_table_holds_each_configured_run(demo):
         for run in DEMO["evaluation"]["ood"]
         for target in run["targets"]
     }
+    # Table 3's baseline rows: the source's single-task models probed on the target, and the target's own run (Sup.)
+    model, tasks = DEMO["evaluation"]["ood_baseline"], DEMO["baselines"]["tasks"]
+    baseline_rows = {(f"{model}_{task}", source, target) for _, source, target in runs for task in tasks}
+    baseline_rows |= {(model, "", target) for _, _, target in runs}
     assert (
         set(zip(table.experiment, table.source, table.site, strict=True))
         - {("gigapath_lp", "", s) for s in SITES}
-        == runs
+        == runs | baseline_rows
     )
+    markdown = (demo / "results" / "tables" / "ood.md").read_text()
+    assert all(label in markdown for label in ("Gigapath Sup. (cat)", "Gigapath Cls. (cat) (trained on NSCLC)",
+                                               "Gigapath Surv. (cat) (trained on RCC)"))
     # the target's own split: train and test patients of the target site
     first = probe(demo, "ood", "probes", "modaltune", "NSCLC", "RCC", f"seed{SEEDS[0]}.json")
     splits = pd.read_parquet(demo / "results" / "cohort" / "RCC_splits.parquet")

@@ -29,6 +29,7 @@ for _rule, _models in BASELINE_JOBS:
             sections=baseline_params(_models),
             tile_encoder=config["features"]["encoder"],
             gap_px=config["training"]["slide_gap_px"],
+            keep=kept_weights_option(_models),
         threads: baseline_resources(_models)["threads"]
         resources:
             mem_mb=baseline_resources(_models)["mem_mb"],
@@ -39,7 +40,7 @@ for _rule, _models in BASELINE_JOBS:
         shell:
             "modaltune baseline --models {params.models} --site {wildcards.site} {params.runs} "
             "--tile-encoder {params.tile_encoder} --gap-px {params.gap_px} --out results/baselines "
-            "--params {params.sections:q} > {log:q} 2>&1"
+            "--params {params.sections:q} {params.keep} > {log:q} 2>&1"
 
 
 TARGETS.append(baseline_targets)

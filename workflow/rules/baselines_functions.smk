@@ -6,6 +6,14 @@ BASELINE_SETTINGS = config["baselines"]
 BASELINE_MODELS = [name for name in BASELINE_REGISTRY if name in BASELINE_SETTINGS["models"]]  # Table 2 order
 BASELINE_TASKS = BASELINE_SETTINGS["tasks"]
 BASELINE_RUN = "results/baselines/{model}/{site}/seed{seed}/{task}"
+# Models whose selected weights are kept ({task}.safetensors): the out-of-distribution table's baseline
+# (evaluation.ood_baseline) when an `evaluation.ood` run has a site as source (rules/baselines_ood.smk reads them).
+OOD_BASELINE = config["evaluation"]["ood_baseline"]
+KEPT_WEIGHTS = [
+    name
+    for name in BASELINE_MODELS
+    if name == OOD_BASELINE and any(run["source"] != POOLED for run in config["evaluation"]["ood"])
+]
 # Jobs as (name, models trained): one per baseline, or with `group_runs` one training all of them per site.
 if BASELINE_SETTINGS["group_runs"]:
     BASELINE_JOBS = [("baselines", BASELINE_MODELS)] if BASELINE_MODELS else []
@@ -24,14 +32,23 @@ def baseline_outputs(models):
     """One run per job ({site}, {seed}, {task} wildcards), or with `group_runs` every model, seed and task of a site."""
     if not BASELINE_SETTINGS["group_runs"]:
         stem = BASELINE_RUN.format(model=models[0], site="{site}", seed="{seed}", task="{task}")
-        return [f"{stem}.json", f"{stem}.parquet"]
+        return [f"{stem}{suffix}" for suffix in run_suffixes(models[0])]
     return [
         BASELINE_RUN.format(model=name, site="{site}", seed=seed, task=task) + suffix
         for name in models
         for seed in SEEDS
         for task in BASELINE_TASKS
-        for suffix in (".json", ".parquet")
+        for suffix in run_suffixes(name)
     ]
+
+
+def run_suffixes(name):
+    return (".json", ".parquet", ".safetensors") if name in KEPT_WEIGHTS else (".json", ".parquet")
+
+
+def kept_weights_option(models):
+    kept = [name for name in models if name in KEPT_WEIGHTS]
+    return f"--keep-weights {' '.join(kept)}" if kept else ""
 
 
 def baseline_log(rule_name):
@@ -86,5 +103,11 @@ def baseline_result_files():
 
 
 def baseline_targets():
-    runs = baseline_result_files()
-    return runs + [path.removesuffix(".json") + ".parquet" for path in runs]
+    return [
+        BASELINE_RUN.format(model=name, site=site, seed=seed, task=task) + suffix
+        for name in BASELINE_MODELS
+        for site in SITES
+        for seed in SEEDS
+        for task in BASELINE_TASKS
+        for suffix in run_suffixes(name)
+    ]

@@ -32,7 +32,8 @@ rule results_table:
 
 rule ood_table:
     input:
-        ood_table_probes(),
+        probes=ood_table_probes() + ood_baseline_probe_files(),
+        baselines=ood_supervised_records(),
     output:
         csv="results/tables/ood.csv",
         markdown="results/tables/ood.md",
@@ -40,7 +41,8 @@ rule ood_table:
     log:
         "results/logs/ood_table/ood.log",
     params:
-        labels=table_labels(),
+        labels=ood_table_labels(),
+        unranked=ood_table_unranked(),
     threads: 1
     resources:
         mem_mb=1000,
@@ -49,7 +51,8 @@ rule ood_table:
     conda:
         "../../envs/base.yaml"
     shell:
-        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+        "modaltune tables {input.probes:q} --baselines {input.baselines:q} --out {output.csv:q} "
+        "--labels {params.labels:q} --unranked {params.unranked} > {log} 2>&1"
 
 
 rule ablation_table:
