@@ -45,7 +45,7 @@ def measure(name: str, tiles: int, device: str, threads: int, queue) -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     architecture, optimiser, _ = run_settings(validate({"baselines": {}})["baselines"], name)
-    encoder = {"name": "gigapath_slide_enc12l768d", "weights": None, "checkpointing": device == "cuda"}
+    encoder = {"name": "gigapath_slide_enc12l768d", "weights": "random", "checkpointing": device == "cuda"}
     inputs = BaselineInputs(FEATURE_DIM, N_GENES, _pathways(N_PATHWAYS, N_GENES, rng), encoder)
     model = create_baseline(name, 4, inputs, **architecture).to(device).train()
     optimizer = torch.optim.AdamW(model.param_groups(optimiser["weight_decay"]), lr=optimiser["lr"])

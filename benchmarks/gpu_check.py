@@ -47,8 +47,8 @@ from train_step import measure as measure_modaltune_step
 from modaltune.features import create_encoder
 from modaltune.models import create_slide_encoder
 
-# The only place this script asks for random weights (throughput and memory do not depend on them). The tile
-# encoder takes an explicit "random"; the slide encoder's random weights are requested as its API spells them.
+# The only place this script asks for random weights (throughput and memory do not depend on them): both encoders
+# take the explicit "random" of modaltune/weights.py, which the workflow refuses.
 BENCHMARK_WEIGHTS = {"tile_encoder": "random", "slide_encoder": "random"}  # explicit: benchmarks only
 TARGET_FRACTION_OF_PEAK = 0.6
 

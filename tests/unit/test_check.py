@@ -3,6 +3,7 @@ the right architecture, the job plan) and on a broken config (every problem repo
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -58,6 +59,11 @@ def demo_run(tmp_path_factory):
     return workdir, files
 
 
+def planned(report, rule: str) -> int:
+    """Jobs of `rule`: one per item, or the demo's batch rules `<rule>_batch<N>` of several items."""
+    return sum(count for name, count in report.jobs.items() if name == rule or name.startswith(f"{rule}_batch"))
+
+
 def test_check_counts_the_demo_sites_patients_and_plans_its_jobs(demo_run):
     workdir, files = demo_run
     report = run_preflight(files, SNAKEFILE, workdir)
@@ -78,9 +84,13 @@ def test_check_counts_the_demo_sites_patients_and_plans_its_jobs(demo_run):
     assert "tile encoder tiny: weights" in text and "match the architecture" in text
     assert "slide encoder tiny: weights" in text
     assert "notice: experiments.pancancer is pooled over one site (NSCLC): skipped" in text
-    seeds = len(config.load(files)["cohort"]["seeds"])
-    assert report.jobs["train"] == seeds  # one site, modaltune only
-    assert report.jobs["tile"] == len(list((site / "slides").glob("*.svs")))
+    loaded = config.load(files)
+    running, _ = config.experiment_sites(loaded, [SITE])  # pancancer skipped: pooled over one site
+    per_job = loaded["training"]["seeds_per_job"]
+    runs = [loaded["experiments"][name].get("seeds") or loaded["cohort"]["seeds"] for name in running]
+    assert planned(report, "train") == sum(math.ceil(len(seeds) / per_job) for seeds in runs)
+    slide_files = len(list((site / "slides").glob("*.svs")))
+    assert planned(report, "tile") == math.ceil(slide_files / loaded["slides"]["slides_per_job"])
     assert report.jobs["total"] == sum(count for rule, count in report.jobs.items() if rule != "total")
 
 

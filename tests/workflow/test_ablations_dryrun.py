@@ -44,7 +44,7 @@ def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_p
         assert f"results/probes/{experiment}/NSCLC/seed0.json" in outputs
         assert not [p for p in outputs if p.startswith(f"results/probes/{experiment}/") and "seed0" not in p]
     blocks = result.stdout.split("\nrule ")
-    single = [b for b in blocks if b.startswith("train:") and "models/single_modal/" in b]
+    single = [b for b in blocks if re.match(r"train(_batch\d+)?:", b) and "models/single_modal/" in b]
     assert len(single) == 1
     inputs = re.search(r"^\s+input: (.*)$", single[0], re.M).group(1)
     assert "results/omics/" not in inputs and "results/text/NSCLC_seed0_" in inputs
@@ -55,6 +55,7 @@ def test_a_config_without_ablations_or_a_modaltune_experiment_plans_no_ablation_
     demo = yaml.safe_load((TCGA_CONFIG.parent / "demo.yaml").read_text())
     demo["experiments"] = {"mine": {"pooled": False, "sites": "all"}}  # no `modaltune`, the default reference
     demo["evaluation"]["ood"] = []
+    demo["interpret"]["experiments"] = ["mine"]
     config = tmp_path / "mine.yaml"
     config.write_text(yaml.safe_dump(demo))
     outputs = {p for job in planned_jobs(snakemake(tmp_path / "run", "--dry-run", "--configfile", config).stdout)

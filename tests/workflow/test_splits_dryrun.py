@@ -17,7 +17,8 @@ FROZEN = DEMO["evaluation"]["frozen_baseline"]["name"]
 
 
 def outputs(jobs, rule):
-    return {path for job in jobs if job.rule == rule for path in job.outputs}
+    """The outputs of `rule`'s jobs, or of the demo's batch rules `<rule>_batch<N>` that stand for it."""
+    return {path for job in jobs if job.rule == rule or job.rule.startswith(f"{rule}_batch") for path in job.outputs}
 
 
 def per_seed_override(tmp_path):

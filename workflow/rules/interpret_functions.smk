@@ -6,7 +6,10 @@ INTERPRET = config["interpret"]
 
 
 def interpreted_experiments():
-    chosen = list(EXPERIMENTS) if INTERPRET["experiments"] == "all" else INTERPRET["experiments"]
+    """The experiments of `interpret.experiments`; "all" is those of the results table (an ablation may lack the
+    genes or the survival task that the attributions explain)."""
+    chosen = list(probed_sites()) if INTERPRET["experiments"] == "all" else INTERPRET["experiments"]
+    chosen = [name for name in chosen if name != FROZEN["name"]]
     unknown = [name for name in chosen if name not in EXPERIMENTS]
     if unknown:
         raise WorkflowError(f"interpret.experiments: unknown experiment(s) {unknown} (experiments: {list(EXPERIMENTS)})")

@@ -83,7 +83,7 @@ else:
                 experiment=job.experiment,
                 sites=" ".join(job.sites),
                 seeds=" ".join(map(str, job.seeds)),
-                folders=" ".join(job.folders),
+                folders=model_folders,
                 sections=experiment_sections(job.experiment),
             threads: TRAINING["threads"]
             resources:

@@ -140,6 +140,11 @@ def train_batches():
     return batches
 
 
+def model_folders(wildcards, output):
+    """A batch job's model folders, one per seed in order, read off its outputs."""
+    return " ".join(dict.fromkeys(os.path.dirname(path) for path in output.models))
+
+
 def train_batch_inputs(job):
     """Inputs of a batch job: each seed's training inputs, without repeats."""
     with_genes = uses_genes(job.experiment)
