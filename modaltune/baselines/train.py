@@ -7,7 +7,8 @@ best epoch's weights are kept (ties go to the later epoch, as ModalTune's loop).
 split. A checkpoint per epoch (``{task}.checkpoint/``, safetensors + JSON) lets an interrupted run resume; it belongs
 to the settings and inputs that wrote it and is removed once the run's outputs exist.
 
-Outputs: ``{task}.json`` (status ok or skipped with the reason, test metric, validation history, counts, settings)
+Outputs: ``{task}.json`` (status ok or skipped with the reason, test metric, validation history, counts, settings;
+survival adds the training patients' median risk, the Kaplan-Meier cut)
 and ``{task}.parquet`` (per test patient: the label and the class probabilities, or the risk); with ``keep_weights``
 also ``{task}.safetensors``, the selected epoch's weights with what rebuilds the model in its metadata (see
 :mod:`modaltune.baselines.transfer`, which reuses a trained model as a feature extractor on another site).
@@ -198,6 +199,9 @@ def train_baseline(name: str, data: SiteData, task_name: str, section: Mapping[s
     test = task.splits["test"]
     record.update(value=metric(task_name, outputs, task.labels.loc[test]), best_epoch=best_epoch,
                   best_val=best_score if np.isfinite(best_score) else None, history=history)
+    if task_name == "survival":  # the KM figure's cut, fixed on the training patients as the probes' is
+        train_risk = risk_from_logits(torch.from_numpy(run.predict("train"))).numpy()
+        record["survival"] = {"train_median_risk": float(np.median(train_risk))}
     _write(record, _predictions(task, test, outputs), out_stem)
     shutil.rmtree(checkpoint_dir)
     log.info("%s %s seed %d %s: test %s %.4f (epoch %d)", name, data.site, seed, task_name, METRICS[task_name],

@@ -1,8 +1,14 @@
-"""Kaplan-Meier curves of the test split, split into high and low risk at the training patients' median risk."""
+"""Kaplan-Meier curves of the test split, split into high and low risk at the training patients' median risk.
+
+Two sources draw the same figure: a probe file (``results/probes/...json``, predictions inside) and a survival
+baseline's run record (``results/baselines/{model}/{site}/seed{seed}/survival.json`` with its ``.parquet``).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,3 +56,19 @@ def plot_kaplan_meier(predictions: pd.DataFrame, threshold: float, path: str | o
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return p_value if np.isfinite(p_value) else float("nan")
+
+
+def baseline_km_input(record_path: str | os.PathLike) -> tuple[pd.DataFrame, float, str] | None:
+    """Test predictions, training median risk and title of a survival baseline run; None for a skipped run."""
+    record_path = Path(record_path)
+    record = json.loads(record_path.read_text())
+    if record.get("task") != "survival":
+        raise ValueError(f"{record_path}: task {record.get('task')!r}, a Kaplan-Meier figure needs a survival run")
+    if record["status"] == "skipped":
+        return None
+    if "survival" not in record:
+        raise ValueError(f"{record_path}: no survival.train_median_risk (written before the KM figures existed); "
+                         f"rerun the baseline (--forcerun) to record it")
+    predictions = pd.read_parquet(record_path.with_suffix(".parquet"))
+    title = f"{record['label']} {record['site']} seed {record['seed']} (test split)"
+    return predictions, record["survival"]["train_median_risk"], title

@@ -256,6 +256,27 @@ def test_the_command_trains_every_model_seed_and_task_it_is_given(site, tmp_path
             assert len(pd.read_parquet(tmp_path / model / "S1" / "seed0" / f"{task}.parquet")) == 16
 
 
+def test_a_survival_run_records_the_median_risk_of_its_training_patients(site, tmp_path, monkeypatch):
+    """The KM figure's cut: the selected model's risk on the training split, as the probes record theirs."""
+    from modaltune.baselines.train import Run
+
+    predicted = {}
+    original = Run.predict
+
+    def recording_predict(self, split):
+        predicted[split] = original(self, split)
+        return predicted[split]
+
+    monkeypatch.setattr(Run, "predict", recording_predict)
+    data = site_data(site)
+    record = train_baseline("mlp", data, "survival", section("mlp", epochs=2), data.inputs(PATHWAYS),
+                            device=torch.device("cpu"), seed=0, out_stem=tmp_path / "survival")
+    train_risk = risk_from_logits(torch.from_numpy(predicted["train"])).numpy()
+    assert len(train_risk) == len(data.experiment.split_patients("train"))
+    assert record["survival"]["train_median_risk"] == pytest.approx(float(np.median(train_risk)), rel=1e-12)
+    assert json.loads((tmp_path / "survival.json").read_text())["survival"] == record["survival"]
+
+
 def test_survival_bins_come_from_the_training_patients_only(site):
     data = site_data(site)
     edges = data.task("survival").details["bin_edges"]

@@ -111,3 +111,19 @@ def baseline_targets():
         for task in BASELINE_TASKS
         for suffix in run_suffixes(name)
     ]
+
+
+def baseline_km_runs():
+    """The survival record of every baseline and site at the figure seed (rule km_baselines draws them)."""
+    return [
+        BASELINE_RUN.format(model=name, site=site, seed=FIGURE_SEED, task="survival") + ".json"
+        for name in BASELINE_MODELS
+        for site in SITES
+    ]
+
+
+def baseline_km_targets():
+    """With baselines.km: the folder of their Kaplan-Meier figures ({model}/{site}.png; skipped runs have none)."""
+    if BASELINE_SETTINGS["km"] and "survival" in BASELINE_TASKS and BASELINE_MODELS:
+        return ["results/figures/km/baselines"]
+    return []

@@ -29,6 +29,33 @@ rule km:
         "modaltune km --probes {input:q} --out {output:q} > {log} 2>&1"
 
 
+rule km_baselines:
+    # One job draws every survival baseline's figure: a figure takes milliseconds, a Python start-up seconds. A
+    # folder, as a skipped run (too few events) has no figure; the report lists the files it holds.
+    input:
+        baseline_km_runs(),
+    output:
+        report(
+            directory("results/figures/km/baselines"),
+            patterns=["{model}/{site}.png"],
+            caption="../report/km_baselines.rst",
+            category="Kaplan-Meier",
+            subcategory="baselines",
+            labels={"model": "{model}", "site": "{site}"},
+        ),
+    log:
+        "results/logs/km/baselines.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    localrule: True
+    conda:
+        "../../envs/base.yaml"
+    shell:
+        "modaltune km --baseline-runs {input:q} --out-dir {output:q} > {log} 2>&1"
+
+
 rule tsne:
     input:
         unpack(tsne_inputs),
@@ -61,3 +88,4 @@ rule tsne:
 
 
 TARGETS.append(figure_targets)
+TARGETS.append(baseline_km_targets)
