@@ -137,3 +137,15 @@ def _placeholder_file(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
     return str(path)
+
+
+def create_outputs(workdir: Path, paths) -> None:
+    """Empty stand-ins for a workflow's outputs, to be stamped with `--touch`: a folder for a directory() output
+    (the workflow names every file with a suffix, so a path without one is a folder), an empty file otherwise."""
+    for path in map(Path, paths):
+        target = workdir / path
+        if path.suffix:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+        else:
+            target.mkdir(parents=True, exist_ok=True)

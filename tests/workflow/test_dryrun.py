@@ -13,6 +13,7 @@ from snakemake_cli import (
     SLURM_ENV,
     SLURM_PROFILE,
     TCGA_CONFIG,
+    create_outputs,
     dry_run,
     placeholder_tcga_config,
     planned_jobs,
@@ -130,9 +131,7 @@ def built_two_site_cohort(tmp_path_factory):
         placeholders,
     ]  # after the targets: --configfile takes several files
     workdir = tmp_path / "run"
-    for path in outputs_of(dry_run(workdir, "all", *configs)):
-        (workdir / path).parent.mkdir(parents=True, exist_ok=True)
-        (workdir / path).touch()
+    create_outputs(workdir, outputs_of(dry_run(workdir, "all", *configs)))
     snakemake(workdir, "all", "--touch", "--cores", "1", *configs)
     assert "Nothing to be done" in snakemake(workdir, "all", "--dry-run", *configs).stdout
     return workdir, configs
