@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import resource
-import time
 
-from train_step import _pathways, _rss_bytes
+from train_step import _pathways, time_step
 from train_step import measure as measure_modaltune
 
 from modaltune.baselines.registry import BASELINES
@@ -63,19 +61,7 @@ def measure(name: str, tiles: int, device: str, threads: int, queue) -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    if device == "cuda":
-        step()  # warm-up: kernels, allocator
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    base = _rss_bytes()
-    began = time.perf_counter()
-    step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    queue.put((time.perf_counter() - began, peak))
+    queue.put(time_step(step, device))
 
 
 def run_isolated(name: str, tiles: int, device: str, threads: int) -> tuple[float, int]:

@@ -71,6 +71,14 @@ def measure(width: str, tiles: int, batched: bool, device: str, threads: int, qu
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    queue.put(time_step(step, device))
+
+
+def time_step(step, device: str) -> tuple[float, int]:
+    """Seconds and peak memory (bytes) of one call of ``step``: on the GPU after a warm-up call, the allocator's
+    peak; on the CPU, the process's peak resident set above the level before the call."""
+    import torch
+
     if device == "cuda":
         step()  # warm-up: kernels, allocator
         torch.cuda.synchronize()
@@ -80,10 +88,8 @@ def measure(width: str, tiles: int, batched: bool, device: str, threads: int, qu
     step()
     if device == "cuda":
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    queue.put((time.perf_counter() - began, peak))
+        return time.perf_counter() - began, torch.cuda.max_memory_allocated()
+    return time.perf_counter() - began, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
 
 
 def run_isolated(*args) -> tuple[float, int]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from modaltune.models.modaltune import TASKS, TOKEN_AGGREGATIONS
+from modaltune.models.modaltune import TASKS, TOKEN_AGGREGATIONS, task_indices
 from modaltune.models.omics_encoder import LearnedTokens, OmicsEncoder
 
 LORA_KEY = "lora_"  # peft's parameter names: lora_A, lora_B
@@ -67,11 +67,7 @@ class ModalTuneLoRA(nn.Module):
         return self
 
     def task_index(self, tasks: Sequence[str] | None) -> list[int]:
-        tasks = self.tasks if tasks is None else tuple(tasks)
-        unknown = [t for t in tasks if t not in self.tasks]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; the model knows {self.tasks}")
-        return [self.tasks.index(t) for t in tasks]
+        return task_indices(self.tasks, tasks)
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor, genes: torch.Tensor | None,
                 tasks: Sequence[str] | None = None) -> torch.Tensor:

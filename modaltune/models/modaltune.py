@@ -71,11 +71,7 @@ class ModalTune(nn.Module):
         return self
 
     def task_index(self, tasks: Sequence[str] | None) -> list[int]:
-        tasks = self.tasks if tasks is None else tuple(tasks)
-        unknown = [t for t in tasks if t not in self.tasks]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; the model knows {self.tasks}")
-        return [self.tasks.index(t) for t in tasks]
+        return task_indices(self.tasks, tasks)
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor, genes: torch.Tensor | None,
                 tasks: Sequence[str] | None = None, batched: bool = True) -> torch.Tensor:
@@ -123,6 +119,15 @@ class ModalTune(nn.Module):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen encoder."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+
+def task_indices(known: Sequence[str], tasks: Sequence[str] | None) -> list[int]:
+    """Positions of ``tasks`` (all of ``known`` when None) among a model's ``known`` tasks."""
+    tasks = tuple(known) if tasks is None else tuple(tasks)
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; the model knows {tuple(known)}")
+    return [tuple(known).index(t) for t in tasks]
 
 
 def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
