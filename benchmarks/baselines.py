@@ -20,7 +20,7 @@ import argparse
 import multiprocessing as mp
 import os
 
-from train_step import _pathways, time_step
+from train_step import _cuda, _pathways, time_step
 from train_step import measure as measure_modaltune
 
 from modaltune.baselines.registry import BASELINES
@@ -108,12 +108,6 @@ def main() -> None:
             last = (tiles, seconds)
     for line in skipped:
         print(f"skipped: {line} > --max-seconds {args.max_seconds:.0f}")
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":
