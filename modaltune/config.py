@@ -120,7 +120,29 @@ def experiment_sections(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         check_combinations(merged)
     except ConfigError as error:
         raise ConfigError(f"config error: experiments.{name}: {str(error).removeprefix('config error: ')}") from None
+    if experiment.get("objective", "text") == "supervised":
+        check_supervised(name, experiment, merged["model"])
     return merged
+
+
+def check_supervised(name: str, experiment: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    """An experiment trained without text (objective supervised, the No Text Embedding row) and keys that cannot
+    work with it."""
+    overrides = experiment.get("model", {})
+    problems = [
+        (experiment["pooled"], "pooled", "trains one model per site and task: set pooled: false"),
+        (not experiment.get("ablation", False), "ablation",
+         "is a row of the ablation table (paper Table 8, No Text Embedding): set ablation: true"),
+        ("text" in experiment, "text", "reads no text: remove the text overrides"),
+        ("projector" in overrides, "model.projector", "has no text to project to: remove the key"),
+        ("tasks" in overrides, "model.tasks",
+         "trains one model per task of baselines.tasks, each with its own task prompt: remove the key"),
+        (model["transcriptomics"] != "genes", "model.transcriptomics",
+         "trains the transcriptomics encoder on the gene table; learned tokens are not supported with it"),
+    ]
+    for wrong, key, reason in problems:
+        if wrong:
+            raise ConfigError(f"config error: experiments.{name}.{key}: objective supervised {reason}")
 
 
 def validate_sections(config: dict[str, Any]) -> dict[str, Any]:

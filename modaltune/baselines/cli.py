@@ -5,6 +5,9 @@ protocol, each model's own section, and the slide encoder (its grid places a pat
 builds it). One process trains every (model, seed, task) it is given, reading each patient's tiles once, so the demo
 pays the start-up once per site; real cohorts call it with one model, one seed and one task per job.
 
+`modaltune train-supervised`: the No Text Embedding ablation (paper Table 8): ModalTune with one task prompt and a
+task head, trained per task like a baseline (:mod:`modaltune.baselines.no_text`), for one experiment and site.
+
 `modaltune baseline-ood`: trained baselines (weights kept with ``--keep-weights``) as feature extractors on sites
 they were not trained on, each embedding probed on the target's own split (paper Table 3's `Cls.`/`Surv.` rows).
 """
@@ -16,6 +19,7 @@ from pathlib import Path
 from modaltune.config import sections_from_json
 
 SECTIONS = ("baselines", "slide_encoder")
+SUPERVISED_SECTIONS = ("model", "slide_encoder", "training", "text", "features", "baselines")
 
 
 def register(subparsers) -> None:
@@ -32,21 +36,16 @@ def register(subparsers) -> None:
     parser.add_argument("--keep-weights", nargs="*", default=[], metavar="MODEL",
                         help="models whose selected weights are kept as {task}.safetensors (out-of-distribution use)")
     parser.set_defaults(func=run)
+    register_supervised(subparsers)
     register_ood(subparsers)
 
 
 def run(args) -> int:
-    import pandas as pd
     import torch
 
-    from modaltune.baselines.data import BagCache, SiteData
     from modaltune.baselines.train import run_settings, train_baseline
     from modaltune.config import validate
     from modaltune.devices import resolve_device
-    from modaltune.models.omics_encoder import pathway_gene_indices
-    from modaltune.models.slide_encoder import SLIDE_ENCODERS
-    from modaltune.training.cli import site_files
-    from modaltune.training.data import BagOptions, ExperimentData
 
     params = sections_from_json(args.params, SECTIONS)
     section = params["baselines"]
@@ -54,24 +53,74 @@ def run(args) -> int:
     training = {name: validate({"baselines": {"training": run_settings(section, name)[2]}})["baselines"]["training"]
                 for name in args.models}
     torch.set_num_threads(max(t["threads"] for t in training.values()))
-    results = Path(args.results)
-    files = site_files(results, args.site, args.seeds[0], args.tile_encoder, None)
-    grid = SLIDE_ENCODERS[params["slide_encoder"]["name"]]
-    bags = BagOptions.for_encoder(grid, None, args.gap_px)  # whole bags; the runs cap them
-    cohort = pd.read_parquet(files.cohort, columns=["patient", "subtype_class", "time_months", "event"])
-    memberships = pd.read_parquet(results / "omics" / "pathways.parquet")
-    cache = BagCache(max(t["bag_cache_mb"] for t in training.values()))
-    for seed in args.seeds:
-        data = SiteData(ExperimentData([files], seed, bags), cohort, cache)
-        _, pathway_genes = pathway_gene_indices(data.experiment.gene_names,
-                                                list(zip(memberships["pathway"], memberships["gene"], strict=True)))
-        inputs = data.inputs(pathway_genes, params["slide_encoder"])
+    runs = seed_data(Path(args.results), args.site, args.seeds, args.tile_encoder, args.gap_px,
+                     params["slide_encoder"], max(t["bag_cache_mb"] for t in training.values()))
+    for seed, data, inputs in runs:
         for name in args.models:
             device = resolve_device(training[name]["device"])
             for task in args.tasks:
                 out = Path(args.out) / name / args.site / f"seed{seed}" / task
                 train_baseline(name, data, task, section, inputs, device=device, seed=seed, out_stem=out,
                                run_info={"tile_encoder": args.tile_encoder}, keep_weights=name in args.keep_weights)
+    return 0
+
+
+def seed_data(results: Path, site: str, seeds, tile_encoder: str, gap_px: int, slide_encoder: dict, cache_mb: int):
+    """Per seed in turn: (seed, SiteData, BaselineInputs) of one site; whole bags, cached across seeds and runs."""
+    import pandas as pd
+
+    from modaltune.baselines.data import BagCache, SiteData
+    from modaltune.models.omics_encoder import pathway_gene_indices
+    from modaltune.models.slide_encoder import SLIDE_ENCODERS
+    from modaltune.training.cli import site_files
+    from modaltune.training.data import BagOptions, ExperimentData
+
+    files = site_files(results, site, seeds[0], tile_encoder, None)
+    bags = BagOptions.for_encoder(SLIDE_ENCODERS[slide_encoder["name"]], None, gap_px)  # whole bags; runs cap them
+    cohort = pd.read_parquet(files.cohort, columns=["patient", "subtype_class", "time_months", "event"])
+    memberships = pd.read_parquet(results / "omics" / "pathways.parquet")
+    cache = BagCache(cache_mb)
+    for seed in seeds:
+        data = SiteData(ExperimentData([files], seed, bags), cohort, cache)
+        _, pathway_genes = pathway_gene_indices(data.experiment.gene_names,
+                                                list(zip(memberships["pathway"], memberships["gene"], strict=True)))
+        yield seed, data, data.inputs(pathway_genes, slide_encoder)
+
+
+def register_supervised(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train-supervised", help="No Text Embedding: ModalTune with a task head per task, no text (one site)")
+    parser.add_argument("--experiment", required=True, help="the experiment (objective: supervised)")
+    parser.add_argument("--site", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--tasks", nargs="+", required=True, choices=["subtype", "survival"])
+    parser.add_argument("--results", default="results", help="folder holding cohort/, omics/, features/")
+    parser.add_argument("--out", default="results/ablations",
+                        help="writes {out}/{experiment}/{site}/seed{seed}/{task}.json and .parquet")
+    parser.add_argument("--params", required=True,
+                        help=f"JSON with the experiment's merged config sections {', '.join(SUPERVISED_SECTIONS)}")
+    parser.set_defaults(func=run_supervised)
+
+
+def run_supervised(args) -> int:
+    import torch
+
+    from modaltune.baselines.no_text import no_text_model
+    from modaltune.baselines.train import train_single_task
+    from modaltune.devices import resolve_device
+
+    params = sections_from_json(args.params, SUPERVISED_SECTIONS)
+    training = params["training"]
+    torch.set_num_threads(training["threads"])
+    device = resolve_device(training["device"])
+    runs = seed_data(Path(args.results), args.site, args.seeds, params["features"]["encoder"],
+                     training["slide_gap_px"], params["slide_encoder"], params["baselines"]["training"]["bag_cache_mb"])
+    for seed, data, inputs in runs:
+        for task in args.tasks:
+            out = Path(args.out) / args.experiment / args.site / f"seed{seed}" / task
+            train_single_task(no_text_model(args.experiment, params, task, inputs), data, task, device=device,
+                              seed=seed, out_stem=out, run_info={"experiment": args.experiment,
+                                                                 "tile_encoder": params["features"]["encoder"]})
     return 0
 
 

@@ -1,4 +1,7 @@
-"""One single-task, single-site baseline run: train, select the epoch on validation, score the test split.
+"""One single-task, single-site run: train, select the epoch on validation, score the test split.
+
+The model is a registered baseline (:func:`train_baseline`) or any :class:`SingleTaskModel`, e.g. the No Text
+Embedding ablation's ModalTune with a task head (:mod:`modaltune.baselines.no_text`).
 
 Per epoch: the training patients in a random order, batch of one patient, one optimiser step per ``accumulate``
 patients (AdamW; the learning rate warms up linearly, then follows a cosine, times each group's ``lr_scale``); then
@@ -21,7 +24,8 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from modaltune.baselines.base import Baseline
 from modaltune.baselines.data import SiteData, SkipRun, TaskData
 from modaltune.baselines.registry import BASELINES, create_baseline
 from modaltune.baselines.survival import nll_survival_loss, risk_from_logits
@@ -45,6 +50,21 @@ log = logging.getLogger(__name__)
 METRICS = {"subtype": SUBTYPE_METRIC, "survival": SURVIVAL_METRIC}
 # Keys of a model's config section that set its optimiser or overrides, not its architecture.
 NON_ARCHITECTURE_KEYS = ("lr", "weight_decay", "training")
+# The baselines' AdamW eps (PyTorch's default) and warm-up shape (from lr / 20, the paper's schedule), not configurable.
+BASELINE_SCHEDULE = {"eps": 1e-8, "warmup_factor": 20.0, "schedule": "paper"}
+
+
+@dataclass(frozen=True)
+class SingleTaskModel:
+    """What a single-task run trains, and with which settings."""
+
+    name: str  # the record's model name and table row key
+    label: str  # its row label
+    modality: str  # a key of registry.MODALITY_TITLES
+    build: Callable[[int], Baseline]  # n_outputs -> a freshly initialised model
+    architecture: dict  # recorded with the run (and rebuilds kept weights)
+    optimiser: dict  # lr, weight_decay, eps, warmup_factor, schedule
+    training: dict  # protocol: epochs, warmup_epochs, accumulate, betas, tile caps, survival bins and alpha, precision
 
 
 def run_settings(section: Mapping[str, Any], name: str) -> tuple[dict, dict, dict]:
@@ -53,7 +73,16 @@ def run_settings(section: Mapping[str, Any], name: str) -> tuple[dict, dict, dic
     model = section[name]
     architecture = {k: v for k, v in model.items() if k not in NON_ARCHITECTURE_KEYS}
     training = {**section["training"], **model.get("training", {})}
-    return architecture, {"lr": model["lr"], "weight_decay": model["weight_decay"]}, training
+    return architecture, {"lr": model["lr"], "weight_decay": model["weight_decay"], **BASELINE_SCHEDULE}, training
+
+
+def baseline_model(name: str, section: Mapping[str, Any], inputs) -> SingleTaskModel:
+    """Registered baseline ``name`` with its settings from the ``baselines`` section, for data shaped like ``inputs``."""
+    architecture, optimiser, training = run_settings(section, name)
+    spec = BASELINES[name]
+    return SingleTaskModel(name, spec.label, spec.modality,
+                           lambda n_outputs: create_baseline(name, n_outputs, inputs, **architecture),
+                           architecture, optimiser, training)
 
 
 def metric(task: str, outputs: np.ndarray, labels: pd.DataFrame) -> float:
@@ -74,17 +103,17 @@ def metric(task: str, outputs: np.ndarray, labels: pd.DataFrame) -> float:
 
 
 class Run:
-    """Model, optimiser and data of one (baseline, site, seed, task)."""
+    """Model, optimiser and data of one (model, site, seed, task)."""
 
-    def __init__(self, name: str, data: SiteData, task: TaskData, architecture: dict, optimiser: dict,
-                 training: Mapping[str, Any], inputs, device: torch.device, seed: int):
-        self.data, self.task, self.training, self.device = data, task, training, device
+    def __init__(self, spec: SingleTaskModel, data: SiteData, task: TaskData, device: torch.device, seed: int):
+        self.data, self.task, self.training, self.device = data, task, spec.training, device
         torch.manual_seed(seed)
         self.generator = np.random.default_rng(seed)
-        self.model = create_baseline(name, task.n_outputs, inputs, **architecture).to(device)
-        self.lr = optimiser["lr"]
-        self.optimizer = torch.optim.AdamW(self.model.param_groups(optimiser["weight_decay"]), lr=self.lr,
-                                           betas=tuple(training["betas"]))
+        self.model = spec.build(task.n_outputs).to(device)
+        self.schedule = spec.optimiser
+        self.optimizer = torch.optim.AdamW(self.model.param_groups(spec.optimiser["weight_decay"]),
+                                           lr=spec.optimiser["lr"], betas=tuple(spec.training["betas"]),
+                                           eps=spec.optimiser["eps"])
 
     def outputs(self, patient: str, generator: np.random.Generator | None = None) -> torch.Tensor:
         cap = self.training["tile_cap"] if generator is not None else self.training["eval_tile_cap"]
@@ -103,7 +132,8 @@ class Run:
 
     def train_epoch(self, epoch: int) -> float:
         training = self.training
-        lr = learning_rate(epoch, training["epochs"], self.lr, training["warmup_epochs"])
+        lr = learning_rate(epoch, training["epochs"], self.schedule["lr"], training["warmup_epochs"],
+                           self.schedule["warmup_factor"], self.schedule["schedule"])
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         self.model.train()
@@ -140,15 +170,22 @@ class Run:
 def train_baseline(name: str, data: SiteData, task_name: str, section: Mapping[str, Any], inputs, *,
                    device: torch.device, seed: int, out_stem: str | Path,
                    run_info: Mapping[str, Any] | None = None, keep_weights: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run of registered baseline ``name`` (see :func:`train_single_task`)."""
+    return train_single_task(baseline_model(name, section, inputs), data, task_name, device=device, seed=seed,
+                             out_stem=out_stem, run_info=run_info, keep_weights=keep_weights)
+
+
+def train_single_task(spec: SingleTaskModel, data: SiteData, task_name: str, *, device: torch.device, seed: int,
+                      out_stem: str | Path, run_info: Mapping[str, Any] | None = None,
+                      keep_weights: bool = False) -> dict[str, Any]:
     """Train (or resume) one run and write ``{out_stem}.json`` and ``{out_stem}.parquet`` (and with
     ``keep_weights`` ``{out_stem}.safetensors``); returns the record."""
     out_stem = Path(out_stem)
-    spec = BASELINES[name]
-    architecture, optimiser, training = run_settings(section, name)
+    name, architecture, training = spec.name, spec.architecture, spec.training
     record: dict[str, Any] = {
         **dict(run_info or {}), "model": name, "label": spec.label, "modality": spec.modality, "site": data.site,
         "seed": seed, "task": task_name, "metric": METRICS[task_name], "value": None, "status": "ok", "reason": None,
-        "settings": {"architecture": architecture, "optimiser": optimiser, "training": training},
+        "settings": {"architecture": architecture, "optimiser": spec.optimiser, "training": training},
         "excluded_patients": data.experiment.excluded,
     }
     try:
@@ -163,7 +200,7 @@ def train_baseline(name: str, data: SiteData, task_name: str, section: Mapping[s
     record["n_patients"] = {split: len(patients) for split, patients in task.splits.items()}
     record.update(task.details)
 
-    run = Run(name, data, task, architecture, optimiser, training, inputs, device, seed)
+    run = Run(spec, data, task, device, seed)
     checkpoint_dir = out_stem.with_name(out_stem.name + ".checkpoint")
     key = _run_key(record["settings"], task, data, name, seed)
     state = load_checkpoint(checkpoint_dir, run.model, run.optimizer, key)

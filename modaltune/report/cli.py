@@ -5,13 +5,15 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("tables", help="results tables (CSV, Markdown, HTML) from probe JSON files")
-    parser.add_argument("probes", nargs="+", help="results/probes/{experiment}/{site}/seed{seed}.json files")
+    parser.add_argument("probes", nargs="*", help="results/probes/{experiment}/{site}/seed{seed}.json files")
     parser.add_argument("--baselines", nargs="*", default=[],
                         help="results/baselines/{model}/{site}/seed{seed}/{task}.json files (single-task runs)")
     parser.add_argument("--out", required=True, help="output stem or any of its files, e.g. results/tables/results(.csv)")
     parser.add_argument("--labels", default="{}", help="JSON object: experiment name -> row label (evaluation.labels)")
     parser.add_argument("--modalities", default="{}",
                         help="JSON object: probed experiment -> wsi, genomics or multimodal (default multimodal)")
+    parser.add_argument("--order", nargs="*", default=[],
+                        help="experiments in row order (probed and single-task alike), the others after them")
     parser.add_argument("--unranked", nargs="*", default=[],
                         help="experiments left out of the bold best value (Table 3's model supervised on the target)")
     parser.set_defaults(func=run)
@@ -24,10 +26,19 @@ def run(args) -> int:
     import pandas as pd
 
     from modaltune.baselines.registry import BASELINES
-    from modaltune.report.tables import collect_baselines, collect_probes, results_table, write_tables
+    from modaltune.report.tables import (
+        collect_baselines,
+        collect_probes,
+        in_row_order,
+        results_table,
+        write_tables,
+    )
 
+    if not args.probes and not args.baselines:
+        raise SystemExit("modaltune tables: give probe files, --baselines run files, or both")
     long = pd.concat([collect_probes(args.probes, json.loads(args.modalities)), collect_baselines(args.baselines)],
                      ignore_index=True)
+    long = in_row_order(long, args.order)
     labels = {name: spec.label for name, spec in BASELINES.items()} | json.loads(args.labels)
     for path in write_tables(results_table(long), args.out, labels, args.unranked):
         print(path)

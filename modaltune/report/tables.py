@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 
@@ -67,6 +67,14 @@ def collect_baselines(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     order = {name: index for index, name in enumerate(BASELINES)}
     rows.sort(key=lambda row: order.get(row["experiment"], len(order)))
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
+
+
+def in_row_order(long: pd.DataFrame, experiments: Sequence[str]) -> pd.DataFrame:
+    """``long`` with the rows of ``experiments`` first, in that order, the others after them as they come (the
+    ablation table mixes probes and single-task runs in the config's order)."""
+    position = {name: index for index, name in enumerate(experiments)}
+    order = long["experiment"].map(lambda name: position.get(name, len(position))).to_numpy()
+    return long.iloc[order.argsort(kind="stable")].reset_index(drop=True)
 
 
 def results_table(long: pd.DataFrame) -> pd.DataFrame:

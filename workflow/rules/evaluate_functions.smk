@@ -17,9 +17,11 @@ if FIGURE_SEED not in SEEDS:
     raise WorkflowError(f"evaluation.figure_seed {FIGURE_SEED} is not one of cohort.seeds {SEEDS}")
 
 
-ABLATIONS = [name for name, experiment in EXPERIMENTS.items() if experiment.get("ablation", False)]
+ABLATIONS = [name for name, experiment in EXPERIMENTS.items() if experiment.get("ablation", False)]  # probed
+# Every row of the ablation table in config order: the probed ablations and the single-task ones (No Text Embedding).
+ABLATION_ROWS = [name for name in EXPERIMENT_SITES if config["experiments"][name].get("ablation", False)]
 ABLATION_REFERENCE = EVALUATION["ablation_reference"]
-if ABLATIONS and ABLATION_REFERENCE is not None and ABLATION_REFERENCE not in EXPERIMENTS:
+if ABLATION_ROWS and ABLATION_REFERENCE is not None and ABLATION_REFERENCE not in EXPERIMENTS:
     raise WorkflowError(f"evaluation.ablation_reference '{ABLATION_REFERENCE}' is not an experiment "
                         f"({list(EXPERIMENTS)}); name the ModalTune experiment or set it to null")
 
@@ -28,7 +30,7 @@ def probed_sites(ablations=False):
     """{experiment: sites} of every in-domain probe of the results table, the frozen baseline first (the table's
     first row); with `ablations`, those of the ablation table: the ablations, then the reference experiment."""
     if ablations:
-        reference = [ABLATION_REFERENCE] if ABLATIONS and ABLATION_REFERENCE not in (None, *ABLATIONS) else []
+        reference = [ABLATION_REFERENCE] if ABLATION_ROWS and ABLATION_REFERENCE not in (None, *ABLATIONS) else []
         return {name: experiment_sites(name) for name in ABLATIONS + reference}
     probed = {FROZEN["name"]: list(SITES)} if FROZEN["enabled"] else {}
     probed.update({name: experiment_sites(name) for name in EXPERIMENTS if name not in ABLATIONS})
@@ -206,6 +208,12 @@ def table_labels():
     return json.dumps(EVALUATION["labels"], sort_keys=True)
 
 
+def ablation_order():
+    """The ablation table's rows: the ablations in config order, the reference experiment last."""
+    reference = [name for name in probed_sites(ablations=True) if name not in ABLATIONS]
+    return " ".join(ABLATION_ROWS + reference)
+
+
 def table_modalities():
     """The frozen encoder is an image-only row; the experiments (ModalTune) default to multi-modal."""
     return json.dumps({FROZEN["name"]: "wsi"})
@@ -227,6 +235,6 @@ def table_targets():
     tables = [f"results/tables/results.{suffix}" for suffix in ("csv", "md", "html")]
     if OOD_RUNS:
         tables += [f"results/tables/ood.{suffix}" for suffix in ("csv", "md", "html")]
-    if ABLATIONS:
+    if ABLATION_ROWS:
         tables += [f"results/tables/ablations.{suffix}" for suffix in ("csv", "md", "html")]
     return tables

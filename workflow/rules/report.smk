@@ -57,7 +57,8 @@ rule ood_table:
 
 rule ablation_table:
     input:
-        probe_files(ablations=True),
+        probes=probe_files(ablations=True),
+        runs=supervised_records(),
     output:
         csv="results/tables/ablations.csv",
         markdown="results/tables/ablations.md",
@@ -66,6 +67,7 @@ rule ablation_table:
         "results/logs/ablation_table/ablations.log",
     params:
         labels=table_labels(),
+        order=ablation_order(),
     threads: 1
     resources:
         mem_mb=1000,
@@ -74,7 +76,8 @@ rule ablation_table:
     conda:
         "../../envs/base.yaml"
     shell:
-        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+        "modaltune tables {input.probes:q} --baselines {input.runs:q} --order {params.order} --out {output.csv:q} "
+        "--labels {params.labels:q} > {log} 2>&1"
 
 
 TARGETS.append(table_targets)

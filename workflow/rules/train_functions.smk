@@ -12,7 +12,10 @@ except modaltune.config.ConfigError as error:
     raise WorkflowError(str(error)) from None
 for _notice in _skipped:
     logger.warning(f"notice: {_notice}")
-EXPERIMENTS = {name: config["experiments"][name] for name in EXPERIMENT_SITES}  # the experiments that run
+# The experiments that run with the text objective (models, embeddings, probes); those with `objective: supervised`
+# (No Text Embedding) train single-task heads instead (rules/supervised.smk).
+EXPERIMENTS = {name: config["experiments"][name] for name in EXPERIMENT_SITES
+               if config["experiments"][name]["objective"] == "text"}
 
 
 def experiment_sites(experiment):
@@ -21,11 +24,11 @@ def experiment_sites(experiment):
 
 def experiment_seeds(experiment):
     """The model seeds of an experiment: its own `seeds` (e.g. a cheaper ablation), else cohort.seeds."""
-    return EXPERIMENTS[experiment].get("seeds") or SEEDS
+    return config["experiments"][experiment].get("seeds") or SEEDS
 
 
 # Each experiment's config: its model/training/text overrides merged over the top-level sections.
-EXPERIMENT_CONFIG = {name: modaltune.config.experiment_sections(config, name) for name in EXPERIMENTS}
+EXPERIMENT_CONFIG = {name: modaltune.config.experiment_sections(config, name) for name in EXPERIMENT_SITES}
 
 
 def experiment_sections(experiment):
