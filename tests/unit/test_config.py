@@ -30,7 +30,7 @@ def test_a_config_file_replaces_the_demo_config():
     assert user["cohort"]["val_fraction"] == defaults["cohort"]["val_fraction"]  # tcga.yaml omits it
     minimal = {"sites": {"BRCA": {"projects": ["BRCA"], "clinical": ["c.tsv"], "slides": "slides"}}}
     filled = config.validate(minimal)
-    assert filled["experiments"] == {"modaltune": {"pooled": False, "sites": "all"}}
+    assert filled["experiments"] == {"modaltune": {"pooled": False, "sites": "all", "objective": "text"}}
     assert filled["evaluation"]["ood"] == [] and filled["training"]["epochs"] == 30
     assert (filled["features"]["encoder"], filled["slide_encoder"]["name"]) == ("gigapath", "gigapath_slide_enc12l768d")
 

@@ -1,12 +1,19 @@
 """Dry runs of the ablation experiments (paper Table 8): the TCGA template's commented rows, uncommented, plan one
-model per in-domain site and seed and the ablation table; on the demo, the Single Modal run has no gene input."""
+model per in-domain site and seed (No Text Embedding: one single-task job per site, seed and task) and the ablation
+table; on the demo, the Single Modal run has no gene input and the No Text Embedding runs are one job."""
 
 import re
 
 import yaml
 from snakemake_cli import TCGA_CONFIG, placeholder_tcga_config, planned_jobs, snakemake
 
-ABLATIONS = ["single_modal", "single_task_prompt", "no_projector", "trainable_projector", "model_side_projector", "lora"]
+# the probed ablations (text-trained models) and the single-task one, in the demo's (Table 8's) order
+PROBED = ["single_modal", "single_task_prompt", "lora", "no_projector", "trainable_projector", "model_side_projector"]
+NO_TEXT = "no_text_embedding"
+ABLATIONS = [*PROBED, NO_TEXT]
+TABLE_ORDER = ["single_modal", NO_TEXT, "single_task_prompt", "lora", "no_projector", "trainable_projector",
+               "model_side_projector", "modaltune"]
+TASKS = ("subtype", "survival")
 TABLE = {f"results/tables/ablations.{suffix}" for suffix in ("csv", "md", "html")}
 
 
@@ -28,11 +35,19 @@ def test_the_tcga_template_ablations_plan_a_model_per_site_and_seed_and_the_abla
     jobs = planned_jobs(result.stdout)
     outputs = {path for job in jobs for path in job.outputs}
     assert TABLE <= outputs
-    for experiment in ABLATIONS:
+    sites = ("BRCA", "GBMLGG", "NSCLC", "RCC")
+    for experiment in PROBED:
         models = {p for p in outputs if p.startswith(f"results/models/{experiment}/") and p.endswith(".safetensors")}
         assert models == {f"results/models/{experiment}/{site}/seed{seed}/model.safetensors"
-                          for site in ("BRCA", "GBMLGG", "NSCLC", "RCC") for seed in (0, 1, 2)}, experiment
+                          for site in sites for seed in (0, 1, 2)}, experiment
         assert not [p for p in outputs if p.startswith("results/figures/") and experiment in p]  # no figures
+    # No Text Embedding: one resumable job per run, and no model, embedding, probe or figure of the text pipeline
+    no_text = [job for job in jobs if job.rule == "train_supervised"]
+    assert sorted(job.outputs for job in no_text) == sorted(
+        (f"results/ablations/{NO_TEXT}/{site}/seed{seed}/{task}.json",
+         f"results/ablations/{NO_TEXT}/{site}/seed{seed}/{task}.parquet")
+        for site in sites for seed in (0, 1, 2) for task in TASKS)
+    assert not [p for p in outputs if NO_TEXT in p and not p.startswith("results/ablations/")]
 
 
 def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_path):
@@ -40,7 +55,7 @@ def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_p
     jobs = planned_jobs(result.stdout)
     outputs = {path for job in jobs for path in job.outputs}
     assert TABLE <= outputs
-    for experiment in ABLATIONS:
+    for experiment in PROBED:
         assert f"results/probes/{experiment}/NSCLC/seed0.json" in outputs
         assert not [p for p in outputs if p.startswith(f"results/probes/{experiment}/") and "seed0" not in p]
     blocks = result.stdout.split("\nrule ")
@@ -49,6 +64,17 @@ def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_p
     inputs = re.search(r"^\s+input: (.*)$", single[0], re.M).group(1)
     assert "results/omics/" not in inputs and "results/text/NSCLC_seed0_" in inputs
     assert '"transcriptomics": "learned"' in single[0]  # the experiment's merged model section reaches the job
+    # No Text Embedding: both NSCLC runs of seed 0 in one job, nothing else of that experiment
+    no_text = [job for job in jobs if NO_TEXT in " ".join(job.outputs)]
+    assert len(no_text) == 1 and no_text[0].rule.startswith("train_supervised")
+    assert set(no_text[0].outputs) == {f"results/ablations/{NO_TEXT}/NSCLC/seed0/{task}.{suffix}"
+                                       for task in TASKS for suffix in ("json", "parquet")}
+    command = next(b for b in blocks if b.startswith(no_text[0].rule + ":"))
+    assert "--tasks subtype survival" in command and '"epochs": 3' in command and "results/text/" not in re.search(
+        r"^\s+input: (.*)$", command, re.M).group(1)
+    table = next(b for b in blocks if b.startswith("ablation_table:"))
+    assert f"--order {' '.join(TABLE_ORDER)} " in table
+    assert f"--baselines results/ablations/{NO_TEXT}/NSCLC/seed0/subtype.json " in table
 
 
 def test_a_config_without_ablations_or_a_modaltune_experiment_plans_no_ablation_table(tmp_path):
