@@ -112,6 +112,27 @@ def test_table_cells_equal_the_probe_files(demo, name):
         assert all(f["site"] == row.site and f["experiment"] == row.experiment for f in files)
 
 
+def test_ablation_table_has_every_row_in_config_order_and_no_text_embeddings_own_scores(demo):
+    """Paper Table 8: the demo's ablations (in Table 8's order), ModalTune last; No Text Embedding's cells are its
+    single-task runs' test metrics, the other rows probes."""
+    ablations = [name for name, experiment in DEMO["experiments"].items() if experiment.get("ablation")]
+    reference = DEMO["evaluation"]["ablation_reference"]
+    labels = DEMO["evaluation"]["labels"]
+    markdown = (demo / "results" / "tables" / "ablations.md").read_text()
+    for block in markdown.split("### Survival"):
+        rows = [line.split("|")[1].strip() for line in block.splitlines()
+                if line.startswith("| ") and "Method" not in line]
+        assert rows == [labels[name] for name in [*ablations, reference]]
+    table = pd.read_csv(demo / "results" / "tables" / "ablations.csv")
+    no_text = [name for name in ablations if DEMO["experiments"][name].get("objective") == "supervised"]
+    assert no_text and not (demo / "results" / "models" / no_text[0]).exists()
+    for task in METRICS:
+        run = probe(demo, "ablations", no_text[0], "NSCLC", "seed0", f"{task}.json")
+        assert (run["status"], run["task"], run["seed"]) == ("ok", task, 0)
+        row = table[(table.experiment == no_text[0]) & (table.task == task)]
+        assert len(row) == 1 and float(row["mean"].iloc[0]) == pytest.approx(run["value"], abs=1e-6)
+
+
 def test_text_probe_table_has_every_site_seed_prompt_and_projector(demo):
     """Supplementary Table 7: the demo's subtype prompts name the diagnosis, so the subtype probe reads it."""
     table = pd.read_csv(demo / "results" / "tables" / "text_probe.csv")

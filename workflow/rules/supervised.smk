@@ -13,8 +13,8 @@ if TRAINING["seeds_per_job"] == 1:
         input:
             unpack(supervised_site_inputs),
         output:
-            record=SUPERVISED_RUN + ".json",
-            predictions=SUPERVISED_RUN + ".parquet",
+            record="results/ablations/{experiment}/{site}/seed{seed}/{task}.json",
+            predictions="results/ablations/{experiment}/{site}/seed{seed}/{task}.parquet",
         wildcard_constraints:
             experiment="|".join(SUPERVISED) or "NO_EXPERIMENT",
             seed=r"\d+",
