@@ -14,15 +14,10 @@ from test_baselines import PATHWAYS, site, site_data  # noqa: F401  (site is a f
 from modaltune.baselines.no_text import SupervisedModalTune, no_text_model
 from modaltune.baselines.survival import nll_survival_loss
 from modaltune.baselines.train import Run
+from modaltune.cli import main
 from modaltune.config import ConfigError, experiment_sections, load, validate
 from modaltune.models.modaltune import build_modaltune
-from modaltune.report.tables import (
-    collect_baselines,
-    collect_probes,
-    in_row_order,
-    results_table,
-    write_tables,
-)
+from modaltune.report.tables import in_row_order
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -100,8 +95,6 @@ def test_the_losses_are_cross_entropy_and_the_baselines_nll_and_reach_the_adapte
 # ---- a run, through the command ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runs(site, tmp_path_factory):  # noqa: F811
-    from modaltune.cli import main
-
     out = tmp_path_factory.mktemp("ablations")
     config = sections(epochs=4)
     params = {name: config[name] for name in ("model", "slide_encoder", "training", "text", "features", "baselines")}
@@ -189,11 +182,11 @@ def test_the_ablation_table_places_the_single_task_rows_in_config_order(tmp_path
         runs[-1].write_text(json.dumps({"model": "no_text_embedding", "site": "NSCLC", "seed": 0, "task": task,
                                         "metric": {"subtype": "balanced_accuracy", "survival": "c_index"}[task],
                                         "value": value, "modality": "multimodal", "reason": None}))
-    long = pd.concat([collect_probes(probes), collect_baselines(runs)], ignore_index=True)
     order = ["single_modal", "no_text_embedding", "single_task_prompt", "modaltune"]
     labels = {"single_modal": "Single Modal", "no_text_embedding": "No Text Embedding",
               "single_task_prompt": "Single Task Prompt", "modaltune": "ModalTune"}
-    write_tables(results_table(in_row_order(long, order)), tmp_path / "ablations", labels)
+    assert main(["tables", *map(str, probes), "--baselines", *map(str, runs), "--order", *order,
+                 "--out", str(tmp_path / "ablations.csv"), "--labels", json.dumps(labels)]) == 0
     markdown = (tmp_path / "ablations.md").read_text()
     for task, block in zip(values, markdown.split("### Survival"), strict=True):
         rows = [line.split("|")[1].strip() for line in block.splitlines() if line.startswith("| ")][1:]
@@ -201,4 +194,11 @@ def test_the_ablation_table_places_the_single_task_rows_in_config_order(tmp_path
         row = next(line for line in block.splitlines() if "No Text Embedding" in line)
         assert row.split("|")[2].strip().strip("*") == f"{values[task]:.3f}"  # one seed: the record's value alone
     assert "Modality" not in markdown  # every row is multi-modal: no group column
+    with pytest.raises(SystemExit, match="give probe files, --baselines run files, or both"):
+        main(["tables", "--out", str(tmp_path / "empty.csv")])
+
+
+def test_rows_of_the_given_order_come_first_and_the_others_keep_theirs():
+    long = pd.DataFrame({"experiment": ["c", "a", "x", "b", "a", "y"], "value": range(6)})
+    assert in_row_order(long, ["a", "b", "c"])["value"].tolist() == [1, 4, 3, 0, 2, 5]
 
