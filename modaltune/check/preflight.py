@@ -368,7 +368,10 @@ def _check_plan(report: Preflight, config: dict[str, Any], sites: dict[str, dict
         return
     report.say(f"plan: sites {', '.join(sites)}; split seeds {config['cohort']['seeds']}")
     for name, members in planned.items():
-        kind = "pooled over" if config["experiments"][name]["pooled"] else "one model per site:"
+        experiment = config["experiments"][name]
+        kind = "pooled over" if experiment["pooled"] else "one model per site:"
+        if experiment["objective"] == "supervised":  # No Text Embedding
+            kind = f"no text, one model per site and task of {', '.join(config['baselines']['tasks'])}:"
         report.say(f"  experiment {name}: {kind} {', '.join(members)}")
     for notice in notices:
         report.say(f"  notice: {notice}")
