@@ -20,7 +20,6 @@ from modaltune.omics import GeneScaler
 from modaltune.training.cli import baseline_settings, job_sections, site_files
 from modaltune.training.data import BagOptions, ExperimentData
 from modaltune.training.embed import load_trained
-from modaltune.training.loop import train_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -122,7 +121,8 @@ def test_it_trains_on_the_kl_text_objective_and_every_part_moves(trained, cohort
     files = site_files(cohort, "S1", 0, "tiny", None)
     data = ExperimentData([files], 0, BagOptions(config["training"]["tile_cap"]))
     memberships = pd.read_parquet(cohort / "omics" / "pathways.parquet")
-    _, pathway_genes = pathway_gene_indices(data.gene_names, list(zip(memberships["pathway"], memberships["gene"])))
+    pairs = list(zip(memberships["pathway"], memberships["gene"], strict=True))
+    _, pathway_genes = pathway_gene_indices(data.gene_names, pairs)
     torch.manual_seed(0)
     start = build_modaltune(dict(config["model"], output_dim=OUTPUT_DIM), config["slide_encoder"], pathway_genes,
                             len(data.gene_names), feature_dim=TILE_DIM, baseline=settings()).state_dict()

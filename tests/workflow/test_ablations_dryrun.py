@@ -1,12 +1,14 @@
 """Dry runs of the ablation experiments (paper Table 8): the TCGA template's commented rows, uncommented, plan one
-model per in-domain site and seed and the ablation table; on the demo, the Single Modal run has no gene input."""
+model per in-domain site and seed and the ablation table; on the demo, the Single Modal run has no gene input; the
+ABMIL (cat) w/ text emb. runs read no slide encoder weights and get their baselines.abmil_cat settings."""
 
 import re
 
 import yaml
 from snakemake_cli import TCGA_CONFIG, placeholder_tcga_config, planned_jobs, snakemake
 
-ABLATIONS = ["single_modal", "single_task_prompt", "no_projector", "trainable_projector", "model_side_projector", "lora"]
+ABLATIONS = ["single_modal", "single_task_prompt", "abmil_text", "no_projector", "trainable_projector",
+             "model_side_projector", "lora"]
 TABLE = {f"results/tables/ablations.{suffix}" for suffix in ("csv", "md", "html")}
 
 
@@ -24,7 +26,7 @@ def uncommented_template(path):
 def test_the_tcga_template_ablations_plan_a_model_per_site_and_seed_and_the_ablation_table(tmp_path):
     placeholders = placeholder_tcga_config(tmp_path / "inputs")
     config = uncommented_template(tmp_path / "tcga_ablations.yaml")
-    result = snakemake(tmp_path / "run", "--dry-run", "--configfile", config, placeholders)
+    result = snakemake(tmp_path / "run", "--dry-run", "--printshellcmds", "--configfile", config, placeholders)
     jobs = planned_jobs(result.stdout)
     outputs = {path for job in jobs for path in job.outputs}
     assert TABLE <= outputs
@@ -33,6 +35,15 @@ def test_the_tcga_template_ablations_plan_a_model_per_site_and_seed_and_the_abla
         assert models == {f"results/models/{experiment}/{site}/seed{seed}/model.safetensors"
                           for site in ("BRCA", "GBMLGG", "NSCLC", "RCC") for seed in (0, 1, 2)}, experiment
         assert not [p for p in outputs if p.startswith("results/figures/") and experiment in p]  # no figures
+    weights = yaml.safe_load(placeholders.read_text())["slide_encoder"]["weights"]
+    train = {name: [b for b in result.stdout.split("\nrule ") if b.startswith("train:") and f"models/{name}/" in b]
+             for name in ("abmil_text", "modaltune")}
+    inputs = {name: [re.search(r"^\s+input: (.*)$", b, re.M).group(1) for b in blocks] for name, blocks in train.items()}
+    assert len(inputs["abmil_text"]) == 12 and all(weights in line for line in inputs["modaltune"])
+    assert not [line for line in inputs["abmil_text"] if weights in line]
+    for block in train["abmil_text"]:
+        assert '"architecture": "abmil_cat"' in block
+        assert '"baselines": {"abmil_cat": {' in block and '"abmil_kp"' not in block  # only its own settings
 
 
 def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_path):
@@ -49,6 +60,8 @@ def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_p
     inputs = re.search(r"^\s+input: (.*)$", single[0], re.M).group(1)
     assert "results/omics/" not in inputs and "results/text/NSCLC_seed0_" in inputs
     assert '"transcriptomics": "learned"' in single[0]  # the experiment's merged model section reaches the job
+    abmil = [b for b in blocks if re.match(r"train(_batch\d+)?:", b) and "models/abmil_text/" in b]
+    assert len(abmil) == 1 and '"architecture": "abmil_cat"' in abmil[0]
 
 
 def test_a_config_without_ablations_or_a_modaltune_experiment_plans_no_ablation_table(tmp_path):
