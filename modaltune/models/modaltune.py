@@ -170,32 +170,18 @@ class ModelInputs:
     baseline: Mapping[str, Any] | None = None
 
 
-# The model family, timm-style: name -> "module:builder", builder(model section with output_dim, ModelInputs), imported
-# when used (LoRA needs peft, a baseline architecture the baselines package).
-FAMILY = {
-    "modaltune": "modaltune.models.modaltune:build_adapter_model",
-    "modaltune_lora": "modaltune.models.lora:build_lora_model",
-    "abmil_cat": "modaltune.baselines.text_objective:build_text_objective_baseline",
-}
-
-
-def family_member(model: Mapping[str, Any]) -> str:
-    """The family name of a ``model`` section: its architecture, ModalTune with the adapter or with LoRA."""
-    if model["architecture"] != "modaltune":
-        return model["architecture"]
-    return "modaltune_lora" if model["finetuning"] == "lora" else "modaltune"
-
-
 def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
                     pathway_genes: Sequence[Sequence[int]], n_genes: int, *, feature_dim: int = 0,
                     baseline: Mapping[str, Any] | None = None) -> nn.Module:
     """The model from the config sections ``model`` (modaltune/schema/model.yaml, plus ``output_dim``) and
-    ``slide_encoder``, by :data:`FAMILY` name (:func:`family_member`).
+    ``slide_encoder``, by its :data:`modaltune.models.FAMILY` name.
 
     With ``model.transcriptomics`` "learned" (Single Modal) the pathways and genes are unused (pass [] and 0);
     ``model.finetuning`` "lora" builds :class:`modaltune.models.lora.ModalTuneLoRA` (no adapter); ``model.architecture``
     "abmil_cat" the registered ABMIL (cat) baseline with a head per task, from ``feature_dim`` and ``baseline``.
     """
+    from modaltune.models import FAMILY, family_member
+
     module, builder = FAMILY[family_member(model)].split(":")
     inputs = ModelInputs(slide_encoder, pathway_genes, n_genes, feature_dim, baseline)
     return getattr(importlib.import_module(module), builder)(model, inputs)

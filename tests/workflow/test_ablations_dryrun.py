@@ -4,6 +4,7 @@ ABMIL (cat) w/ text emb. runs read no slide encoder weights and get their baseli
 
 import re
 
+import pytest
 import yaml
 from snakemake_cli import TCGA_CONFIG, placeholder_tcga_config, planned_jobs, snakemake
 
@@ -74,3 +75,12 @@ def test_a_config_without_ablations_or_a_modaltune_experiment_plans_no_ablation_
     outputs = {p for job in planned_jobs(snakemake(tmp_path / "run", "--dry-run", "--configfile", config).stdout)
                for p in job.outputs}
     assert "results/tables/results.csv" in outputs and not TABLE & outputs
+
+
+def test_interpreting_a_model_without_the_modal_adapter_stops_the_plan_with_one_line(tmp_path):
+    demo = yaml.safe_load((TCGA_CONFIG.parent / "demo.yaml").read_text())
+    demo["interpret"]["experiments"] = ["modaltune", "abmil_text"]
+    config = tmp_path / "interpret_abmil.yaml"
+    config.write_text(yaml.safe_dump(demo))
+    with pytest.raises(AssertionError, match=r"interpret\.experiments: \['abmil_text'\] are not ModalTune models"):
+        snakemake(tmp_path / "run", "--dry-run", "--configfile", config)
