@@ -20,6 +20,7 @@ from modaltune.omics import GeneScaler
 from modaltune.training.cli import baseline_settings, job_sections, site_files
 from modaltune.training.data import BagOptions, ExperimentData
 from modaltune.training.embed import load_trained
+from modaltune.training.loop import train_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -163,3 +164,25 @@ def test_config_json_rebuilds_the_model_and_embed_reproduces_the_training_jobs_e
             np.testing.assert_allclose(row["embedding"], expected.numpy(), rtol=1e-5, atol=1e-6)
     model, _, _ = load_trained(out / "model")
     assert model.encoder is None and type(model).__name__ == "TextObjectiveBaseline"
+
+
+def test_an_interrupted_run_resumes_to_the_same_model_and_other_baseline_settings_start_afresh(cohort, tmp_path,  # noqa: F811
+                                                                                               caplog):
+    def run(out, stop=None, baseline=None):
+        model, encoder, training = sections(epochs=3)
+        files = site_files(cohort, "S1", 0, "tiny", "minilm")
+        data = ExperimentData([files], 0, BagOptions(training["tile_cap"]))
+        return train_model(data, [files.text], cohort / "omics" / "pathways.parquet",
+                           model_section=dict(model, architecture="abmil_cat"), slide_encoder_section=encoder,
+                           training=training, projector_dim=OUTPUT_DIM, seed=0, out_dir=out, stop_after_epochs=stop,
+                           baseline=baseline or settings())
+
+    whole = run(tmp_path / "whole")
+    assert len(run(tmp_path / "resumed", stop=1)) == 1
+    resumed = run(tmp_path / "resumed")
+    pd.testing.assert_frame_equal(whole.drop(columns="seconds"), resumed.drop(columns="seconds"))
+    a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("whole", "resumed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with caplog.at_level("WARNING"):
+        run(tmp_path / "resumed", stop=1, baseline=dict(settings(), fusion_dim=8))
+    assert "discarding it and starting afresh" in caplog.text
