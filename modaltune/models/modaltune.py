@@ -5,6 +5,9 @@ z_t = Linear(LayerNorm(f_img + f_task + f_gene)) (the paper's Eq. 4; reference s
 token after the last encoder layer, f_task the task-prompt token(s) and f_gene the mean of the pathway tokens after
 the adapter.
 
+The prompts, E_C and the output head are :class:`PromptedModel`'s, shared with ModalTune w/ LoRA
+(:mod:`modaltune.models.lora`); :func:`build_modaltune` builds any model of the family (:data:`modaltune.models.FAMILY`).
+
 The task passes differ only in their prompt, so they run as one batch of ``len(tasks)`` through the frozen layers and
 the adapter (``batched=True``); ``batched=False`` runs them one after the other and gives the same values.
 
@@ -93,6 +96,7 @@ class PromptedModel(nn.Module):
 
 
 def frozen(encoder: nn.Module) -> nn.Module:
+    """``encoder`` with every parameter excluded from training (before LoRA adds its trainable matrices)."""
     for parameter in encoder.parameters():
         parameter.requires_grad_(False)
     return encoder

@@ -39,6 +39,7 @@ def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> t
     model_section = dict(config["model"], output_dim=config["output_dim"])
     slide_encoder = dict(config["slide_encoder"])
     scaler = GeneScaler.from_state_dict(config["gene_scaler"]) if config["gene_scaler"] is not None else None
+    # feature_dim and baseline build a baseline architecture; ModalTune's config.json files from before them lack them.
     model = build_modaltune(model_section, slide_encoder, config["pathway_genes"], len(scaler.mean_) if scaler else 0,
                             feature_dim=config.get("feature_dim", 0), baseline=config.get("baseline"))
     # The loss's projectors are not part of the embedding model.

@@ -249,7 +249,7 @@ def _write_history(history: list[dict[str, Any]], path: Path) -> None:
         pd.DataFrame(history).to_csv(tmp, index=False)
 
 
-def encoder_fingerprint(model: ModalTune) -> str | None:
+def encoder_fingerprint(model: torch.nn.Module) -> str | None:
     """SHA-256 over the frozen encoder's tensors (not the trained LoRA matrices of ModalTune w/ LoRA): embedding
     later checks it rebuilt the same encoder. None for a model without a slide encoder (a baseline architecture)."""
     if model.encoder is None:
