@@ -158,6 +158,10 @@ def validate_sections(config: dict[str, Any]) -> dict[str, Any]:
 def check_combinations(config: Mapping[str, Any]) -> None:
     """Settings that are valid one by one but cannot work together."""
     model, text = config["model"], config["text"]
+    if model["architecture"] != "modaltune" and (model["transcriptomics"], model["finetuning"]) != ("genes", "adapter"):
+        raise ConfigError(f"config error: key 'model.architecture': {model['architecture']} is a baseline with its own "
+                          "gene branch and no slide encoder; it needs model.transcriptomics genes and model.finetuning "
+                          "adapter")
     if model["finetuning"] == "lora":
         from modaltune.models.slide_encoder import SLIDE_ENCODERS  # imports torch: only for LoRA configs
 

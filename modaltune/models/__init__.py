@@ -1,4 +1,4 @@
-"""Model families: slide encoders (LongNet), the omics encoder, the Modal Adapter and the ModalTune model.
+"""Model families: slide encoders (LongNet), the omics encoder, the Modal Adapter and the ModalTune model family.
 
 Importing this package does not import torch (``modaltune`` CLI modules load fast); the factories import lazily.
 """
@@ -16,3 +16,20 @@ def create_slide_encoder(name: str, weights=None, **overrides):
     from modaltune.models.slide_encoder import build_slide_encoder
 
     return build_slide_encoder(name, weights, **overrides)
+
+
+# The ModalTune model family, timm-style: name -> "module:builder", builder(model section with output_dim,
+# modaltune.models.modaltune.ModelInputs) -> nn.Module, imported when used (LoRA needs peft, a baseline architecture
+# the baselines package); modaltune.models.modaltune.build_modaltune builds a config's member.
+FAMILY = {
+    "modaltune": "modaltune.models.modaltune:build_adapter_model",
+    "modaltune_lora": "modaltune.models.lora:build_lora_model",
+    "abmil_cat": "modaltune.baselines.text_objective:build_text_objective_baseline",
+}
+
+
+def family_member(model) -> str:
+    """The family name of a ``model`` config section: its architecture, or ModalTune with the adapter or with LoRA."""
+    if model["architecture"] != "modaltune":
+        return model["architecture"]
+    return "modaltune_lora" if model["finetuning"] == "lora" else "modaltune"

@@ -10,64 +10,38 @@ The paper gives no more detail; this design keeps everything but the adapter as 
   every other encoder weight stays frozen, the LoRA B matrices start at zero so the encoder starts as pretrained;
 * output as Eq. 4: Linear(LayerNorm(CLS + mean task tokens + mean pathway tokens)) after the last layer.
 
-Only the LoRA matrices, the transcriptomics encoder, the prompts, E_C and the output head are trained.
+Only the LoRA matrices, the transcriptomics encoder, the prompts, E_C and the output head are trained; the prompts,
+E_C and the output head are :class:`modaltune.models.modaltune.PromptedModel`'s, shared with ModalTune.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from modaltune.models.modaltune import TASKS, TOKEN_AGGREGATIONS, task_indices
+from modaltune.models.modaltune import TASKS, ModelInputs, PromptedModel, encoder_and_omics, frozen
 from modaltune.models.omics_encoder import LearnedTokens, OmicsEncoder
 
 LORA_KEY = "lora_"  # peft's parameter names: lora_A, lora_B
 
 
-class ModalTuneLoRA(nn.Module):
+class ModalTuneLoRA(PromptedModel):
     def __init__(self, encoder: nn.Module, omics_encoder: OmicsEncoder | LearnedTokens, *,
                  tasks: Sequence[str] = TASKS, prompt_tokens: int = 1, output_dim: int = 256,
                  token_aggregation: str = "sum", rank: int = 8, alpha: float = 32, dropout: float = 0.0,
                  targets: Sequence[str] = ("q_proj", "k_proj", "v_proj"), frozen_encoder_dropout: bool = False):
-        super().__init__()
         from peft import LoraConfig, inject_adapter_in_model
 
-        if token_aggregation not in TOKEN_AGGREGATIONS:
-            raise ValueError(f"token_aggregation must be one of {TOKEN_AGGREGATIONS}, got {token_aggregation!r}")
         dim = int(encoder.config.embed_dim)
         if rank > dim:
             raise ValueError(f"LoRA rank {rank} exceeds the width {dim} of the encoder's attention projections")
-        for parameter in encoder.parameters():
-            parameter.requires_grad_(False)
         config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
-        self.encoder = inject_adapter_in_model(config, encoder)  # LoRA params trainable, the rest stays frozen
-        self.frozen_encoder_dropout = frozen_encoder_dropout
-        self.tasks = tuple(tasks)
-        self.prompt_tokens = prompt_tokens
-        self.token_aggregation = token_aggregation
-        self.omics_encoder = omics_encoder
-        self.task_prompts = nn.Parameter(torch.empty(len(self.tasks), prompt_tokens, dim))
-        self.task_norm = nn.LayerNorm(dim)
-        self.modal_pos = nn.Parameter(torch.empty(prompt_tokens + omics_encoder.n_tokens, dim))  # E_C
-        pooled = dim if token_aggregation == "sum" else 3 * dim
-        self.final_norm = nn.LayerNorm(pooled)
-        self.final_project = nn.Linear(pooled, output_dim)
-        nn.init.trunc_normal_(self.task_prompts, std=0.02)
-        nn.init.trunc_normal_(self.modal_pos, std=0.02)
-        nn.init.trunc_normal_(self.final_project.weight, std=0.02)
-        nn.init.zeros_(self.final_project.bias)
-        self.encoder.eval()
-
-    def train(self, mode: bool = True):
-        """The encoder's own dropout follows ``frozen_encoder_dropout``; the LoRA dropout is part of it."""
-        super().train(mode)
-        self.encoder.train(mode and self.frozen_encoder_dropout)
-        return self
-
-    def task_index(self, tasks: Sequence[str] | None) -> list[int]:
-        return task_indices(self.tasks, tasks)
+        encoder = inject_adapter_in_model(config, frozen(encoder))  # LoRA params trainable, the rest stays frozen
+        super().__init__(encoder, omics_encoder, tasks=tasks, prompt_tokens=prompt_tokens, output_dim=output_dim,
+                         token_aggregation=token_aggregation, frozen_encoder_dropout=frozen_encoder_dropout)
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor, genes: torch.Tensor | None,
                 tasks: Sequence[str] | None = None) -> torch.Tensor:
@@ -75,21 +49,24 @@ class ModalTuneLoRA(nn.Module):
         index = self.task_index(tasks)
         tokens = self.encoder.embed(features.unsqueeze(0), coords.unsqueeze(0))  # (1, N + 1, D)
         pathways = self.omics_encoder(None if genes is None else genes.unsqueeze(0))  # (1, n, D)
-        prompts = self.task_norm(self.task_prompts[index])  # (T, k, D)
+        prompts = self.prompts(index)  # (T, k, D)
         modal = torch.cat([prompts, pathways.expand(len(index), -1, -1)], dim=1) + self.modal_pos
         batch = len(index)
         sequence = torch.cat([tokens[:, :1].expand(batch, -1, -1), modal, tokens[:, 1:].expand(batch, -1, -1)], dim=1)
         out = self.encoder.run_layers(sequence)
-        k = self.prompt_tokens
-        image_feature = out[:, 0]
-        task_feature = out[:, 1:1 + k].mean(dim=1)
-        gene_feature = out[:, 1 + k:1 + modal.shape[1]].mean(dim=1)
-        if self.token_aggregation == "sum":
-            pooled = image_feature + task_feature + gene_feature
-        else:
-            pooled = torch.cat([image_feature, task_feature, gene_feature], dim=-1)
-        return self.final_project(self.final_norm(pooled))
+        return self.output(out[:, 0], out[:, 1:1 + modal.shape[1]])
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen encoder weights: the LoRA matrices inside the encoder are included."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.") or LORA_KEY in k}
+
+
+def build_lora_model(model: Mapping[str, Any], inputs: ModelInputs) -> ModalTuneLoRA:
+    encoder, omics_encoder = encoder_and_omics(model, inputs)
+    lora = model["lora"]
+    return ModalTuneLoRA(
+        encoder, omics_encoder, tasks=model["tasks"], prompt_tokens=model["prompt_tokens"],
+        output_dim=model["output_dim"], token_aggregation=model["token_aggregation"], rank=lora["rank"],
+        alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["targets"],
+        frozen_encoder_dropout=model["frozen_encoder_dropout"],
+    )

@@ -5,6 +5,9 @@ z_t = Linear(LayerNorm(f_img + f_task + f_gene)) (the paper's Eq. 4; reference s
 token after the last encoder layer, f_task the task-prompt token(s) and f_gene the mean of the pathway tokens after
 the adapter.
 
+The prompts, E_C and the output head are :class:`PromptedModel`'s, shared with ModalTune w/ LoRA
+(:mod:`modaltune.models.lora`); :func:`build_modaltune` builds any model of the family (:data:`modaltune.models.FAMILY`).
+
 The task passes differ only in their prompt, so they run as one batch of ``len(tasks)`` through the frozen layers and
 the adapter (``batched=True``); ``batched=False`` runs them one after the other and gives the same values.
 
@@ -15,7 +18,9 @@ The slide encoder must offer ``embed(features (B, N, D_in), coords (B, N, 2)) ->
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,31 +34,28 @@ TOKEN_AGGREGATIONS = ("sum", "cat")
 TRANSCRIPTOMICS = ("genes", "learned")
 
 
-class ModalTune(nn.Module):
-    def __init__(self, encoder: nn.Module, omics_encoder: OmicsEncoder | LearnedTokens, *, tasks: Sequence[str] = TASKS,
-                 prompt_tokens: int = 1, output_dim: int = 256, token_aggregation: str = "sum",
-                 n_blocks: int = 3, heads: int = 12, inner_ratio: float = 0.25, gamma_init: float = 0.0,
-                 drop_path: float = 0.1, extra_extractors: int = 2, self_attention: bool = True,
-                 residual: str = "paper", frozen_encoder_dropout: bool = False):
+class PromptedModel(nn.Module):
+    """What ModalTune and ModalTune w/ LoRA share around their slide encoder: the task prompts (``task_prompts``,
+    LayerNorm ``task_norm``), the learned position E_C of the multimodal tokens (``modal_pos``: prompt tokens, then
+    the transcriptomics encoder's tokens), the Eq. 4 output head (``final_norm``, ``final_project``), the frozen
+    encoder's train/eval mode and the task order. Subclasses pass the encoder already frozen (:func:`frozen`; with
+    its LoRA matrices for ModalTune w/ LoRA) and define how the multimodal tokens meet the tiles."""
+
+    def __init__(self, encoder: nn.Module, omics_encoder: OmicsEncoder | LearnedTokens, *, tasks: Sequence[str],
+                 prompt_tokens: int, output_dim: int, token_aggregation: str, frozen_encoder_dropout: bool):
         super().__init__()
         if token_aggregation not in TOKEN_AGGREGATIONS:
             raise ValueError(f"token_aggregation must be one of {TOKEN_AGGREGATIONS}, got {token_aggregation!r}")
         dim = int(encoder.config.embed_dim)
         self.encoder = encoder
-        for parameter in self.encoder.parameters():
-            parameter.requires_grad_(False)
         self.frozen_encoder_dropout = frozen_encoder_dropout
         self.tasks = tuple(tasks)
         self.prompt_tokens = prompt_tokens
         self.token_aggregation = token_aggregation
-        self.blocks = encoder.layer_blocks(n_blocks)  # 12 layers in 3 blocks -> (0, 4), (4, 8), (8, 12)
-
         self.omics_encoder = omics_encoder
         self.task_prompts = nn.Parameter(torch.empty(len(self.tasks), prompt_tokens, dim))
         self.task_norm = nn.LayerNorm(dim)
         self.modal_pos = nn.Parameter(torch.empty(prompt_tokens + omics_encoder.n_tokens, dim))  # E_C
-        self.adapter = ModalAdapter(dim, n_blocks, heads, inner_ratio, gamma_init, drop_path, extra_extractors,
-                                    self_attention, residual=residual)
         pooled = dim if token_aggregation == "sum" else 3 * dim
         self.final_norm = nn.LayerNorm(pooled)
         self.final_project = nn.Linear(pooled, output_dim)
@@ -65,13 +67,53 @@ class ModalTune(nn.Module):
 
     def train(self, mode: bool = True):
         """The frozen encoder stays in eval mode unless ``frozen_encoder_dropout`` (the official code's behaviour:
-        embedding dropout and drop-path of the frozen LongNet active while fine-tuning)."""
+        embedding dropout and drop-path of the frozen LongNet active while fine-tuning; LoRA's dropout with it)."""
         super().train(mode)
         self.encoder.train(mode and self.frozen_encoder_dropout)
         return self
 
     def task_index(self, tasks: Sequence[str] | None) -> list[int]:
         return task_indices(self.tasks, tasks)
+
+    def prompts(self, index: Sequence[int]) -> torch.Tensor:
+        """The normalised prompt tokens of the tasks at ``index``: (len(index), prompt_tokens, D)."""
+        return self.task_norm(self.task_prompts[index])
+
+    def output(self, cls: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
+        """Eq. 4 from the CLS token (B, D) and the multimodal tokens (B, k + n_tokens, D) after the last layer:
+        Linear(LayerNorm(f_img + f_task + f_gene)) (``cat``: the three concatenated) -> (B, output_dim)."""
+        task_feature = modal[:, :self.prompt_tokens].mean(dim=1)
+        gene_feature = modal[:, self.prompt_tokens:].mean(dim=1)
+        if self.token_aggregation == "sum":
+            pooled = cls + task_feature + gene_feature
+        else:
+            pooled = torch.cat([cls, task_feature, gene_feature], dim=-1)
+        return self.final_project(self.final_norm(pooled))
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen encoder."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+
+def frozen(encoder: nn.Module) -> nn.Module:
+    """``encoder`` with every parameter excluded from training (before LoRA adds its trainable matrices)."""
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(False)
+    return encoder
+
+
+class ModalTune(PromptedModel):
+    def __init__(self, encoder: nn.Module, omics_encoder: OmicsEncoder | LearnedTokens, *, tasks: Sequence[str] = TASKS,
+                 prompt_tokens: int = 1, output_dim: int = 256, token_aggregation: str = "sum",
+                 n_blocks: int = 3, heads: int = 12, inner_ratio: float = 0.25, gamma_init: float = 0.0,
+                 drop_path: float = 0.1, extra_extractors: int = 2, self_attention: bool = True,
+                 residual: str = "paper", frozen_encoder_dropout: bool = False):
+        super().__init__(frozen(encoder), omics_encoder, tasks=tasks, prompt_tokens=prompt_tokens,
+                         output_dim=output_dim, token_aggregation=token_aggregation,
+                         frozen_encoder_dropout=frozen_encoder_dropout)
+        self.blocks = encoder.layer_blocks(n_blocks)  # 12 layers in 3 blocks -> (0, 4), (4, 8), (8, 12)
+        self.adapter = ModalAdapter(int(encoder.config.embed_dim), n_blocks, heads, inner_ratio, gamma_init,
+                                    drop_path, extra_extractors, self_attention, residual=residual)
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor, genes: torch.Tensor | None,
                 tasks: Sequence[str] | None = None, batched: bool = True) -> torch.Tensor:
@@ -84,7 +126,7 @@ class ModalTune(nn.Module):
         index = self.task_index(tasks)
         tokens = self.encoder.embed(features.unsqueeze(0), coords.unsqueeze(0))  # (1, N + 1, D)
         pathways = self.omics_encoder(None if genes is None else genes.unsqueeze(0))  # (1, n_tokens, D)
-        prompts = self.task_norm(self.task_prompts[index])  # (T, k, D)
+        prompts = self.prompts(index)  # (T, k, D)
         modal = torch.cat([prompts, pathways.expand(len(index), -1, -1)], dim=1)
         if batched:
             return self._passes(tokens.expand(len(index), -1, -1), modal)
@@ -95,7 +137,7 @@ class ModalTune(nn.Module):
         the task's embeddings (B, output_dim). Integrated gradients run many gene inputs against one bag with it;
         each row equals ``forward(features, coords, genes[i], tasks=[task])``."""
         index = self.task_index([task])
-        prompts = self.task_norm(self.task_prompts[index]).expand(len(genes), -1, -1)
+        prompts = self.prompts(index).expand(len(genes), -1, -1)
         modal = torch.cat([prompts, self.omics_encoder(genes)], dim=1)
         return self._passes(tokens.expand(len(genes), -1, -1), modal)
 
@@ -107,18 +149,7 @@ class ModalTune(nn.Module):
             tokens = self.encoder.run_layers(torch.cat([cls, image], dim=1), start, stop)
             cls, image = tokens[:, :1], tokens[:, 1:]
             modal = self.adapter.extract(block, modal, image, self.modal_pos)
-        image_feature = cls[:, 0]
-        task_feature = modal[:, :self.prompt_tokens].mean(dim=1)
-        gene_feature = modal[:, self.prompt_tokens:].mean(dim=1)
-        if self.token_aggregation == "sum":
-            pooled = image_feature + task_feature + gene_feature
-        else:
-            pooled = torch.cat([image_feature, task_feature, gene_feature], dim=-1)
-        return self.final_project(self.final_norm(pooled))
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything but the frozen encoder."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        return self.output(cls[:, 0], modal)
 
 
 def task_indices(known: Sequence[str], tasks: Sequence[str] | None) -> list[int]:
@@ -130,37 +161,55 @@ def task_indices(known: Sequence[str], tasks: Sequence[str] | None) -> list[int]
     return [tuple(known).index(t) for t in tasks]
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a model of the family is built for besides its ``model`` section: the ``slide_encoder`` section, the
+    gene vector's pathway layout, and for a model on a registered baseline its tile-feature width and architecture
+    settings (the keys of ``baselines.<model.architecture>`` that are not optimiser settings)."""
+
+    slide_encoder: Mapping[str, Any]
+    pathway_genes: Sequence[Sequence[int]] = ()
+    n_genes: int = 0
+    feature_dim: int = 0
+    baseline: Mapping[str, Any] | None = None
+
+
 def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
-                    pathway_genes: Sequence[Sequence[int]], n_genes: int) -> nn.Module:
-    """The model from the config sections ``model`` (modaltune/schema/model.yaml) and ``slide_encoder``.
+                    pathway_genes: Sequence[Sequence[int]], n_genes: int, *, feature_dim: int = 0,
+                    baseline: Mapping[str, Any] | None = None) -> nn.Module:
+    """The model from the config sections ``model`` (modaltune/schema/model.yaml, plus ``output_dim``) and
+    ``slide_encoder``, by its :data:`modaltune.models.FAMILY` name.
 
     With ``model.transcriptomics`` "learned" (Single Modal) the pathways and genes are unused (pass [] and 0);
-    ``model.finetuning`` "lora" returns :class:`modaltune.models.lora.ModalTuneLoRA` (no adapter).
+    ``model.finetuning`` "lora" builds :class:`modaltune.models.lora.ModalTuneLoRA` (no adapter); ``model.architecture``
+    "abmil_cat" the registered ABMIL (cat) baseline with a head per task, from ``feature_dim`` and ``baseline``.
     """
+    from modaltune.models import FAMILY, family_member
+
+    module, builder = FAMILY[family_member(model)].split(":")
+    inputs = ModelInputs(slide_encoder, pathway_genes, n_genes, feature_dim, baseline)
+    return getattr(importlib.import_module(module), builder)(model, inputs)
+
+
+def encoder_and_omics(model: Mapping[str, Any], inputs: ModelInputs) -> tuple[nn.Module, OmicsEncoder | LearnedTokens]:
+    """The slide encoder and the transcriptomics encoder (or the Single Modal tokens) at its width."""
     from modaltune.models import create_slide_encoder
 
-    encoder = create_slide_encoder(**slide_encoder)
-    omics = model["omics"]
+    encoder = create_slide_encoder(**inputs.slide_encoder)
+    omics, dim = model["omics"], encoder.config.embed_dim
     if model["transcriptomics"] not in TRANSCRIPTOMICS:
         raise ValueError(f"model.transcriptomics must be one of {TRANSCRIPTOMICS}, got {model['transcriptomics']!r}")
     if model["transcriptomics"] == "learned":
-        omics_encoder = LearnedTokens(omics["tokens"], encoder.config.embed_dim)
-    else:
-        omics_encoder = OmicsEncoder(
-            pathway_genes, n_genes, out_dim=encoder.config.embed_dim, latent_dim=omics["latent_dim"],
-            depth=omics["depth"], token_expansion=omics["token_expansion"],
-            channel_expansion=omics["channel_expansion"], dropout=omics["dropout"], n_tokens=omics["tokens"],
-        )
-    if model["finetuning"] == "lora":
-        from modaltune.models.lora import ModalTuneLoRA
+        return encoder, LearnedTokens(omics["tokens"], dim)
+    return encoder, OmicsEncoder(
+        inputs.pathway_genes, inputs.n_genes, out_dim=dim, latent_dim=omics["latent_dim"], depth=omics["depth"],
+        token_expansion=omics["token_expansion"], channel_expansion=omics["channel_expansion"],
+        dropout=omics["dropout"], n_tokens=omics["tokens"],
+    )
 
-        lora = model["lora"]
-        return ModalTuneLoRA(
-            encoder, omics_encoder, tasks=model["tasks"], prompt_tokens=model["prompt_tokens"],
-            output_dim=model["output_dim"], token_aggregation=model["token_aggregation"], rank=lora["rank"],
-            alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["targets"],
-            frozen_encoder_dropout=model["frozen_encoder_dropout"],
-        )
+
+def build_adapter_model(model: Mapping[str, Any], inputs: ModelInputs) -> ModalTune:
+    encoder, omics_encoder = encoder_and_omics(model, inputs)
     adapter = model["adapter"]
     return ModalTune(
         encoder, omics_encoder, tasks=model["tasks"], prompt_tokens=model["prompt_tokens"],

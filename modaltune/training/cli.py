@@ -5,16 +5,44 @@ the runs' embeddings itself (`--embed-site`), so the demo needs no separate embe
 several seeds' models for the same reason. Real cohorts run one resumable job per run and per embedding file.
 
 Input paths follow the data contracts under ``--results``; ``--params`` is a JSON object holding the config
-sections model, slide_encoder, training, text and features.
+sections model, slide_encoder, training, text and features (:func:`job_sections`), and for a model on a registered
+baseline (``model.architecture`` other than modaltune) that baseline's entry of ``baselines``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from modaltune.config import sections_from_json
 
 SECTIONS = ("model", "slide_encoder", "training", "text", "features")
+
+
+def job_sections(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config sections a train or embed job of an experiment reads (its merged config): :data:`SECTIONS`, and of
+    ``baselines`` only the entry a baseline architecture is built from, so that no other baseline setting reruns it."""
+    sections = {name: config[name] for name in SECTIONS}
+    architecture = config["model"]["architecture"]
+    if architecture != "modaltune":
+        sections["baselines"] = {architecture: config["baselines"][architecture]}
+    return sections
+
+
+def baseline_settings(raw_params: str, model: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The architecture settings of a model on a registered baseline from ``--params`` (None for ModalTune)."""
+    architecture = model["architecture"]
+    if architecture == "modaltune":
+        return None
+    from modaltune.baselines.train import run_settings
+    from modaltune.config import ConfigError, section_from_json
+
+    baselines = json.loads(raw_params).get("baselines", {})
+    if architecture not in baselines:
+        raise ConfigError(f"--params lacks baselines.{architecture}, the settings of model.architecture {architecture}")
+    return run_settings(section_from_json("baselines", json.dumps(baselines)), architecture)[0]
 
 
 def register(subparsers) -> None:
@@ -29,7 +57,8 @@ def register(subparsers) -> None:
                        help="sites whose patients each trained run embeds (the workflow: the sites trained on)")
     train.add_argument("--embeddings", nargs="*", default=[],
                        help="embedding files to write: for each --seed in turn, one per --embed-site")
-    train.add_argument("--params", required=True, help=f"JSON with the config sections {', '.join(SECTIONS)}")
+    train.add_argument("--params", required=True,
+                       help=f"JSON with the config sections {', '.join(SECTIONS)} (and baselines.<model.architecture>)")
     train.set_defaults(func=run_train)
 
     embed = subparsers.add_parser("embed", help="patient embeddings of one site from trained models")
@@ -74,6 +103,7 @@ def run_train(args) -> int:
         raise SystemExit(f"modaltune train: --embeddings needs {len(args.seed) * len(args.embed_site)} files "
                          "(for each --seed, one per --embed-site)")
     params = sections_from_json(args.params, SECTIONS)
+    baseline = baseline_settings(args.params, params["model"])
     training = params["training"]
     torch.set_num_threads(training["threads"])
     results = Path(args.results)
@@ -91,6 +121,7 @@ def run_train(args) -> int:
             projector_dim=params["text"]["projector_dim"], seed=seed, out_dir=out,
             run_info={"experiment": args.experiment, "text_encoder": params["text"]["encoder"],
                       "tile_encoder": params["features"]["encoder"]},
+            baseline=baseline,
         )
         for site in args.embed_site:
             embed_with(out, results, site, seed, next(embeddings), params)

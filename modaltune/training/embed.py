@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from modaltune.devices import resolve_device
 from modaltune.io import write_parquet
 from modaltune.models.modaltune import ModalTune, build_modaltune
+from modaltune.models.slide_encoder import SLIDE_ENCODERS
 from modaltune.omics import GeneScaler
 from modaltune.training.data import BagOptions, ExperimentData, SiteFiles
 from modaltune.training.loop import Embedder, encoder_fingerprint
@@ -38,7 +39,9 @@ def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> t
     model_section = dict(config["model"], output_dim=config["output_dim"])
     slide_encoder = dict(config["slide_encoder"])
     scaler = GeneScaler.from_state_dict(config["gene_scaler"]) if config["gene_scaler"] is not None else None
-    model = build_modaltune(model_section, slide_encoder, config["pathway_genes"], len(scaler.mean_) if scaler else 0)
+    # feature_dim and baseline build a baseline architecture; ModalTune's config.json files from before them lack them.
+    model = build_modaltune(model_section, slide_encoder, config["pathway_genes"], len(scaler.mean_) if scaler else 0,
+                            feature_dim=config.get("feature_dim", 0), baseline=config.get("baseline"))
     # The loss's projectors are not part of the embedding model.
     state = {k: v for k, v in tensors.items() if not k.startswith(("target_projector.", "output_projector."))}
     strict = slide_encoder.get("weights") is None  # otherwise the encoder came from its weights file
@@ -72,7 +75,7 @@ def embed_site(model_dir: str | Path, site: SiteFiles, seed: int, out: str | Pat
         raise ValueError(f"gene_scaling must be one of {GENE_SCALINGS}, got {gene_scaling!r}")
     device = resolve_device(device)
     model, config, scaler = load_trained(model_dir, device)
-    grid = model.encoder.config
+    grid = SLIDE_ENCODERS[config["slide_encoder"]["name"]]  # places the slides, with or without an encoder built
     with_genes = scaler is not None
     data = ExperimentData([site], seed, BagOptions.for_encoder(grid, config["tile_cap"], config["gap_px"]),
                           with_genes=with_genes)

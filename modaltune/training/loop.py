@@ -109,8 +109,11 @@ def validation_scores(embedder: Embedder, data: ExperimentData) -> dict[str, flo
 def train_model(data: ExperimentData, text_paths: Sequence[str | Path], pathways: str | Path, *,
                 model_section: Mapping[str, Any], slide_encoder_section: Mapping[str, Any],
                 training: Mapping[str, Any], projector_dim: int, seed: int, out_dir: str | Path,
-                stop_after_epochs: int | None = None, run_info: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Train (or resume) one run; returns the history. ``stop_after_epochs`` ends early (an interruption)."""
+                stop_after_epochs: int | None = None, run_info: Mapping[str, Any] | None = None,
+                baseline: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Train (or resume) one run; returns the history. ``stop_after_epochs`` ends early (an interruption).
+    ``baseline``: the architecture settings of a model on a registered baseline (``model.architecture`` other than
+    modaltune), the non-optimiser keys of its ``baselines.<name>`` section."""
     out_dir = Path(out_dir)
     checkpoint_dir = out_dir / CHECKPOINT_DIR
     device = resolve_device(training["device"])
@@ -129,15 +132,17 @@ def train_model(data: ExperimentData, text_paths: Sequence[str | Path], pathways
         memberships = pd.read_parquet(pathways)
         pathway_names, pathway_genes = pathway_gene_indices(
             data.gene_names, list(zip(memberships["pathway"], memberships["gene"], strict=True)))
+    feature_dim = int(data.slides["dim"].iloc[0])
     model = build_modaltune(dict(model_section, output_dim=projector_dim), slide_encoder_section, pathway_genes,
-                            len(data.gene_names)).to(device)
+                            len(data.gene_names), feature_dim=feature_dim, baseline=baseline).to(device)
     # The trainable projector and the model-side projector are optimised with the model.
     trainable = [p for p in [*model.parameters(), *target_space.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=training["lr"], betas=tuple(training["betas"]),
                                   eps=training["eps"], weight_decay=training["weight_decay"])
     embedder = Embedder(model, data, scaled_genes, device, training["precision"])
 
-    key = run_key(data, targets, memberships, model_section, slide_encoder_section, training, projector_dim, seed)
+    key = run_key(data, targets, memberships, model_section, slide_encoder_section, training, projector_dim, seed,
+                  baseline)
     state = load_checkpoint(checkpoint_dir, model, optimizer, key, extra={TARGET_SPACE: target_space})
     history: list[dict[str, Any]] = []
     best_epoch, best_score = -1, float("-inf")
@@ -183,7 +188,8 @@ def train_model(data: ExperimentData, text_paths: Sequence[str | Path], pathways
 
     _write_history(history, out_dir / "history.csv")  # also when a finished run is resumed with nothing left
     _write_final(out_dir, model, target_space, scaler, pathway_names, pathway_genes, model_section,
-                 slide_encoder_section, projector_dim, targets.dim, seed, best_epoch, best_score, data, run_info)
+                 slide_encoder_section, projector_dim, targets.dim, seed, best_epoch, best_score, data, run_info,
+                 feature_dim, baseline)
     return pd.DataFrame(history)
 
 
@@ -243,9 +249,11 @@ def _write_history(history: list[dict[str, Any]], path: Path) -> None:
         pd.DataFrame(history).to_csv(tmp, index=False)
 
 
-def encoder_fingerprint(model: ModalTune) -> str:
+def encoder_fingerprint(model: torch.nn.Module) -> str | None:
     """SHA-256 over the frozen encoder's tensors (not the trained LoRA matrices of ModalTune w/ LoRA): embedding
-    later checks it rebuilt the same encoder."""
+    later checks it rebuilt the same encoder. None for a model without a slide encoder (a baseline architecture)."""
+    if model.encoder is None:
+        return None
     digest = hashlib.sha256()
     for name, tensor in sorted(model.encoder.state_dict().items()):
         if "lora_" in name:
@@ -256,15 +264,16 @@ def encoder_fingerprint(model: ModalTune) -> str:
 
 
 def _write_final(out_dir, model, target_space, scaler, pathway_names, pathway_genes, model_section,
-                 slide_encoder_section, projector_dim, text_dim, seed, best_epoch, best_score, data, run_info):
+                 slide_encoder_section, projector_dim, text_dim, seed, best_epoch, best_score, data, run_info,
+                 feature_dim, baseline):
     from safetensors.torch import load_file
 
     best = load_file(str(out_dir / CHECKPOINT_DIR / BEST_FILE))
     tensors = {k: v for k, v in best.items() if not k.startswith(TARGET_SPACE)}
     target_space.load_state_dict({k.removeprefix(TARGET_SPACE): v for k, v in best.items() if k.startswith(TARGET_SPACE)})
     tensors.update(target_space.saved_tensors())  # the best epoch's projectors
-    if slide_encoder_section.get("weights") is None:  # random encoder: its weights exist nowhere else
-        # (LoRA matrices inside the encoder keep their best-epoch values from `best`)
+    if model.encoder is not None and slide_encoder_section.get("weights") is None:
+        # A random encoder's weights exist nowhere else (LoRA matrices inside it keep their best-epoch values).
         tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items() if f"encoder.{k}" not in tensors})
     save_tensors(tensors, out_dir / "model.safetensors", metadata={"best_epoch": str(best_epoch)})
     write_json({
@@ -274,6 +283,8 @@ def _write_final(out_dir, model, target_space, scaler, pathway_names, pathway_ge
         "model": dict(model_section),
         "slide_encoder": dict(slide_encoder_section),
         "output_dim": projector_dim,
+        "feature_dim": feature_dim,
+        "baseline": dict(baseline) if baseline is not None else None,
         "text_dim": text_dim,
         "tile_cap": data.bag_options.tile_cap,
         "gap_px": data.bag_options.gap_px,

@@ -1,18 +1,21 @@
 """Dry runs of the ablation experiments (paper Table 8): the TCGA template's commented rows, uncommented, plan one
 model per in-domain site and seed (No Text Embedding: one single-task job per site, seed and task) and the ablation
-table; on the demo, the Single Modal run has no gene input and the No Text Embedding runs are one job."""
+table; on the demo, the Single Modal run has no gene input, the No Text Embedding runs are one job, and the ABMIL (cat)
+w/ text emb. runs read no slide encoder weights and get their baselines.abmil_cat settings."""
 
 import re
 
+import pytest
 import yaml
 from snakemake_cli import TCGA_CONFIG, placeholder_tcga_config, planned_jobs, snakemake
 
 # the probed ablations (text-trained models) and the single-task one, in the demo's (Table 8's) order
-PROBED = ["single_modal", "single_task_prompt", "lora", "no_projector", "trainable_projector", "model_side_projector"]
+PROBED = ["single_modal", "single_task_prompt", "abmil_text", "lora", "no_projector", "trainable_projector",
+          "model_side_projector"]
 NO_TEXT = "no_text_embedding"
 ABLATIONS = [*PROBED, NO_TEXT]
-TABLE_ORDER = ["single_modal", NO_TEXT, "single_task_prompt", "lora", "no_projector", "trainable_projector",
-               "model_side_projector", "modaltune"]
+TABLE_ORDER = ["single_modal", NO_TEXT, "single_task_prompt", "abmil_text", "lora", "no_projector",
+               "trainable_projector", "model_side_projector", "modaltune"]
 TASKS = ("subtype", "survival")
 TABLE = {f"results/tables/ablations.{suffix}" for suffix in ("csv", "md", "html")}
 
@@ -31,7 +34,7 @@ def uncommented_template(path):
 def test_the_tcga_template_ablations_plan_a_model_per_site_and_seed_and_the_ablation_table(tmp_path):
     placeholders = placeholder_tcga_config(tmp_path / "inputs")
     config = uncommented_template(tmp_path / "tcga_ablations.yaml")
-    result = snakemake(tmp_path / "run", "--dry-run", "--configfile", config, placeholders)
+    result = snakemake(tmp_path / "run", "--dry-run", "--printshellcmds", "--configfile", config, placeholders)
     jobs = planned_jobs(result.stdout)
     outputs = {path for job in jobs for path in job.outputs}
     assert TABLE <= outputs
@@ -48,6 +51,15 @@ def test_the_tcga_template_ablations_plan_a_model_per_site_and_seed_and_the_abla
          f"results/ablations/{NO_TEXT}/{site}/seed{seed}/{task}.parquet")
         for site in sites for seed in (0, 1, 2) for task in TASKS)
     assert not [p for p in outputs if NO_TEXT in p and not p.startswith("results/ablations/")]
+    weights = yaml.safe_load(placeholders.read_text())["slide_encoder"]["weights"]
+    train = {name: [b for b in result.stdout.split("\nrule ") if b.startswith("train:") and f"models/{name}/" in b]
+             for name in ("abmil_text", "modaltune")}
+    inputs = {name: [re.search(r"^\s+input: (.*)$", b, re.M).group(1) for b in blocks] for name, blocks in train.items()}
+    assert len(inputs["abmil_text"]) == 12 and all(weights in line for line in inputs["modaltune"])
+    assert not [line for line in inputs["abmil_text"] if weights in line]
+    for block in train["abmil_text"]:
+        assert '"architecture": "abmil_cat"' in block
+        assert '"baselines": {"abmil_cat": {' in block and '"abmil_kp"' not in block  # only its own settings
 
 
 def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_path):
@@ -75,6 +87,8 @@ def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_p
     table = next(b for b in blocks if b.startswith("ablation_table:"))
     assert f"--order {' '.join(TABLE_ORDER)} " in table
     assert f"--baselines results/ablations/{NO_TEXT}/NSCLC/seed0/subtype.json " in table
+    abmil = [b for b in blocks if re.match(r"train(_batch\d+)?:", b) and "models/abmil_text/" in b]
+    assert len(abmil) == 1 and '"architecture": "abmil_cat"' in abmil[0]
 
 
 def test_a_config_without_ablations_or_a_modaltune_experiment_plans_no_ablation_table(tmp_path):
@@ -87,3 +101,12 @@ def test_a_config_without_ablations_or_a_modaltune_experiment_plans_no_ablation_
     outputs = {p for job in planned_jobs(snakemake(tmp_path / "run", "--dry-run", "--configfile", config).stdout)
                for p in job.outputs}
     assert "results/tables/results.csv" in outputs and not TABLE & outputs
+
+
+def test_interpreting_a_model_without_the_modal_adapter_stops_the_plan_with_one_line(tmp_path):
+    demo = yaml.safe_load((TCGA_CONFIG.parent / "demo.yaml").read_text())
+    demo["interpret"]["experiments"] = ["modaltune", "abmil_text"]
+    config = tmp_path / "interpret_abmil.yaml"
+    config.write_text(yaml.safe_dump(demo))
+    with pytest.raises(AssertionError, match=r"interpret\.experiments: \['abmil_text'\] are not ModalTune models"):
+        snakemake(tmp_path / "run", "--dry-run", "--configfile", config)

@@ -1,5 +1,6 @@
 # Helpers of rules/interpret.smk: which experiments and seeds are interpreted, and each job's inputs.
 
+import modaltune.models
 from modaltune.interpret.cli import SECTIONS as INTERPRET_SECTIONS
 
 INTERPRET = config["interpret"]
@@ -13,6 +14,11 @@ def interpreted_experiments():
     unknown = [name for name in chosen if name not in EXPERIMENTS]
     if unknown:
         raise WorkflowError(f"interpret.experiments: unknown experiment(s) {unknown} (experiments: {list(EXPERIMENTS)})")
+    # The attributions and attention maps read the Modal Adapter's attention and the slide encoder.
+    other = [name for name in chosen if modaltune.models.family_member(EXPERIMENT_CONFIG[name]["model"]) != "modaltune"]
+    if other:
+        raise WorkflowError(f"interpret.experiments: {other} are not ModalTune models with the Modal Adapter "
+                            "(model.architecture modaltune, model.finetuning adapter); remove them from the list")
     return chosen
 
 

@@ -2,7 +2,7 @@
 
 from typing import NamedTuple
 
-from modaltune.training.cli import SECTIONS as TRAIN_SECTIONS
+from modaltune.training.cli import job_sections
 
 TRAINING = config["training"]
 POOLED = "pooled"
@@ -33,8 +33,7 @@ EXPERIMENT_CONFIG = {name: modaltune.config.experiment_sections(config, name) fo
 
 def experiment_sections(experiment):
     """The config sections of a train/embed job of `experiment` as JSON, with the experiment's overrides."""
-    sections = EXPERIMENT_CONFIG[experiment]
-    return json.dumps({name: sections[name] for name in TRAIN_SECTIONS}, sort_keys=True)
+    return json.dumps(job_sections(EXPERIMENT_CONFIG[experiment]), sort_keys=True)
 
 
 def experiment_sections_json(wildcards):
@@ -43,6 +42,11 @@ def experiment_sections_json(wildcards):
 
 def uses_genes(experiment):
     return EXPERIMENT_CONFIG[experiment]["model"]["transcriptomics"] == "genes"
+
+
+def uses_slide_encoder(experiment):
+    """False for a model on a registered baseline (ABMIL (cat) w/ text emb.): it reads no slide encoder weights."""
+    return EXPERIMENT_CONFIG[experiment]["model"]["architecture"] == "modaltune"
 
 
 def model_group(experiment, site):
@@ -56,7 +60,7 @@ def group_sites(wildcards):
     return [wildcards.group]
 
 
-def site_inputs(sites, seed, with_text, with_genes=True):
+def site_inputs(sites, seed, with_text, with_genes=True, with_slide_encoder=True):
     inputs = {
         "cohort": [f"results/cohort/{site}.parquet" for site in sites],
         "splits": [f"results/cohort/{site}_splits.parquet" for site in sites],
@@ -66,14 +70,15 @@ def site_inputs(sites, seed, with_text, with_genes=True):
         inputs["omics"] = [f"results/omics/{site}.parquet" for site in sites]
     if with_text:
         inputs["text"] = [f"results/text/{site}_seed{seed}_{TEXT_ENCODER}.parquet" for site in sites]
-    if config["slide_encoder"]["weights"]:  # every job that builds the slide encoder reads it
+    if with_slide_encoder and config["slide_encoder"]["weights"]:  # every job that builds the slide encoder reads it
         inputs["slide_encoder_weights"] = config["slide_encoder"]["weights"]
     return inputs
 
 
 def train_inputs(wildcards):
     with_genes = uses_genes(wildcards.experiment)
-    inputs = site_inputs(group_sites(wildcards), wildcards.seed, with_text=True, with_genes=with_genes)
+    inputs = site_inputs(group_sites(wildcards), wildcards.seed, with_text=True, with_genes=with_genes,
+                         with_slide_encoder=uses_slide_encoder(wildcards.experiment))
     if with_genes:
         inputs["pathways"] = "results/omics/pathways.parquet"
     return inputs
@@ -83,16 +88,16 @@ def train_site_names(wildcards):
     return " ".join(group_sites(wildcards))
 
 
-def trained_model_inputs(site, seed, folder, with_genes=True):
+def trained_model_inputs(site, seed, folder, with_genes=True, with_slide_encoder=True):
     """Inputs of a job that embeds a site's patients with the trained model in `folder` (embed, embed_ood)."""
-    inputs = site_inputs([site], seed, with_text=False, with_genes=with_genes)
+    inputs = site_inputs([site], seed, with_text=False, with_genes=with_genes, with_slide_encoder=with_slide_encoder)
     inputs.update(model=f"{folder}/model.safetensors", model_config=f"{folder}/config.json")
     return inputs
 
 
 def embed_inputs(wildcards):
     return trained_model_inputs(wildcards.site, wildcards.seed, embed_model_folder(wildcards),
-                                uses_genes(wildcards.experiment))
+                                uses_genes(wildcards.experiment), uses_slide_encoder(wildcards.experiment))
 
 
 def embed_model_folder(wildcards):
@@ -151,7 +156,8 @@ def model_folders(wildcards, output):
 def train_batch_inputs(job):
     """Inputs of a batch job: each seed's training inputs, without repeats."""
     with_genes = uses_genes(job.experiment)
-    parts = [site_inputs(job.sites, seed, with_text=True, with_genes=with_genes) for seed in job.seeds]
+    parts = [site_inputs(job.sites, seed, with_text=True, with_genes=with_genes,
+                         with_slide_encoder=uses_slide_encoder(job.experiment)) for seed in job.seeds]
     inputs = {"pathways": ["results/omics/pathways.parquet"]} if with_genes else {}
     for part in parts:
         for key, value in part.items():
