@@ -143,6 +143,9 @@ def check_combinations(config: Mapping[str, Any]) -> None:
         if encoder is not None and model["lora"]["rank"] > encoder.embed_dim:
             raise ConfigError(f"config error: key 'model.lora.rank': {model['lora']['rank']} exceeds the width "
                               f"{encoder.embed_dim} of the attention projections of slide encoder '{encoder.name}'")
+    if model["clinical"]["enabled"] and model["finetuning"] == "lora":
+        raise ConfigError("config error: key 'model.clinical.enabled': clinical tokens need the Modal Adapter; "
+                          "set model.finetuning adapter or disable model.clinical")
     width = text_width(text)
     if model["projector"] == "none" and width is not None and text["projector_dim"] != width:
         raise ConfigError(f"config error: key 'text.projector_dim': model.projector none compares the model output "

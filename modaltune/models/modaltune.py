@@ -3,7 +3,9 @@
 For one patient (a bag of tile features with grid coordinates and one gene vector) and each task t the model returns
 z_t = Linear(LayerNorm(f_img + f_task + f_gene)) (the paper's Eq. 4; reference section 8), where f_img is the raw CLS
 token after the last encoder layer, f_task the task-prompt token(s) and f_gene the mean of the pathway tokens after
-the adapter.
+the adapter. With clinical tokens (ModalTune w/ Clinical, :mod:`modaltune.models.clinical`) the multimodal sequence
+is [task prompts ; pathway tokens ; clinical tokens], E_C has a row for each, and f_gene is the mean over the pathway
+and clinical tokens (every non-prompt multimodal token).
 
 The task passes differ only in their prompt, so they run as one batch of ``len(tasks)`` through the frozen layers and
 the adapter (``batched=True``); ``batched=False`` runs them one after the other and gives the same values.
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from modaltune.models.adapter import ModalAdapter
+from modaltune.models.clinical import ClinicalTokens
 from modaltune.models.omics_encoder import LearnedTokens, OmicsEncoder
 
 TASKS = ("general", "subtype", "survival")
@@ -34,7 +37,8 @@ class ModalTune(nn.Module):
                  prompt_tokens: int = 1, output_dim: int = 256, token_aggregation: str = "sum",
                  n_blocks: int = 3, heads: int = 12, inner_ratio: float = 0.25, gamma_init: float = 0.0,
                  drop_path: float = 0.1, extra_extractors: int = 2, self_attention: bool = True,
-                 residual: str = "paper", frozen_encoder_dropout: bool = False):
+                 residual: str = "paper", frozen_encoder_dropout: bool = False,
+                 clinical: ClinicalTokens | None = None):
         super().__init__()
         if token_aggregation not in TOKEN_AGGREGATIONS:
             raise ValueError(f"token_aggregation must be one of {TOKEN_AGGREGATIONS}, got {token_aggregation!r}")
@@ -49,9 +53,11 @@ class ModalTune(nn.Module):
         self.blocks = encoder.layer_blocks(n_blocks)  # 12 layers in 3 blocks -> (0, 4), (4, 8), (8, 12)
 
         self.omics_encoder = omics_encoder
+        self.clinical_encoder = clinical  # None: no parameter of that name, the model of the paper's Table 2
+        n_modal = prompt_tokens + omics_encoder.n_tokens + (clinical.n_tokens if clinical is not None else 0)
         self.task_prompts = nn.Parameter(torch.empty(len(self.tasks), prompt_tokens, dim))
         self.task_norm = nn.LayerNorm(dim)
-        self.modal_pos = nn.Parameter(torch.empty(prompt_tokens + omics_encoder.n_tokens, dim))  # E_C
+        self.modal_pos = nn.Parameter(torch.empty(n_modal, dim))  # E_C
         self.adapter = ModalAdapter(dim, n_blocks, heads, inner_ratio, gamma_init, drop_path, extra_extractors,
                                     self_attention, residual=residual)
         pooled = dim if token_aggregation == "sum" else 3 * dim
@@ -74,9 +80,11 @@ class ModalTune(nn.Module):
         return task_indices(self.tasks, tasks)
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor, genes: torch.Tensor | None,
-                tasks: Sequence[str] | None = None, batched: bool = True) -> torch.Tensor:
+                tasks: Sequence[str] | None = None, batched: bool = True,
+                clinical: torch.Tensor | None = None) -> torch.Tensor:
         """One patient: features (N, D_in), coords (N, 2) grid-frame coordinates, genes (G,) scaled expression
-        (None with learned tokens in place of the transcriptomics encoder).
+        (None with learned tokens in place of the transcriptomics encoder), clinical (F,) the clinical vector of a
+        model with clinical tokens.
 
         Returns the raw (un-normalised) task embeddings, (len(tasks), output_dim), in the order of ``tasks``
         (default: all tasks of the model).
@@ -84,11 +92,21 @@ class ModalTune(nn.Module):
         index = self.task_index(tasks)
         tokens = self.encoder.embed(features.unsqueeze(0), coords.unsqueeze(0))  # (1, N + 1, D)
         pathways = self.omics_encoder(None if genes is None else genes.unsqueeze(0))  # (1, n_tokens, D)
+        context = self._with_clinical(pathways, None if clinical is None else clinical.unsqueeze(0))
         prompts = self.task_norm(self.task_prompts[index])  # (T, k, D)
-        modal = torch.cat([prompts, pathways.expand(len(index), -1, -1)], dim=1)
+        modal = torch.cat([prompts, context.expand(len(index), -1, -1)], dim=1)
         if batched:
             return self._passes(tokens.expand(len(index), -1, -1), modal)
         return torch.cat([self._passes(tokens, modal[i:i + 1]) for i in range(len(index))])
+
+    def _with_clinical(self, pathways: torch.Tensor, clinical: torch.Tensor | None) -> torch.Tensor:
+        """Pathway tokens (B, n, D), followed by the clinical tokens of clinical vectors (B, F) when the model has them."""
+        if (clinical is None) != (self.clinical_encoder is None):
+            raise ValueError("a model with clinical tokens needs the clinical vector, a model without them takes none"
+                             f" (model.clinical.enabled is {self.clinical_encoder is not None})")
+        if clinical is None:
+            return pathways
+        return torch.cat([pathways, self.clinical_encoder(clinical).expand(len(pathways), -1, -1)], dim=1)
 
     def forward_genes(self, tokens: torch.Tensor, genes: torch.Tensor, task: str) -> torch.Tensor:
         """One patient's embedded tiles (1, N + 1, D) from ``encoder.embed`` with a batch of gene vectors (B, G) ->
@@ -96,7 +114,7 @@ class ModalTune(nn.Module):
         each row equals ``forward(features, coords, genes[i], tasks=[task])``."""
         index = self.task_index([task])
         prompts = self.task_norm(self.task_prompts[index]).expand(len(genes), -1, -1)
-        modal = torch.cat([prompts, self.omics_encoder(genes)], dim=1)
+        modal = torch.cat([prompts, self._with_clinical(self.omics_encoder(genes), None)], dim=1)
         return self._passes(tokens.expand(len(genes), -1, -1), modal)
 
     def _passes(self, tokens: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
@@ -131,8 +149,11 @@ def task_indices(known: Sequence[str], tasks: Sequence[str] | None) -> list[int]
 
 
 def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
-                    pathway_genes: Sequence[Sequence[int]], n_genes: int) -> nn.Module:
+                    pathway_genes: Sequence[Sequence[int]], n_genes: int, clinical_features: int = 0) -> nn.Module:
     """The model from the config sections ``model`` (modaltune/schema/model.yaml) and ``slide_encoder``.
+
+    With ``model.clinical.enabled`` the model has clinical tokens reading ``clinical_features`` numbers per patient
+    (the width of the fitted :class:`modaltune.cohort.clinical_encoding.ClinicalEncoder`).
 
     With ``model.transcriptomics`` "learned" (Single Modal) the pathways and genes are unused (pass [] and 0);
     ``model.finetuning`` "lora" returns :class:`modaltune.models.lora.ModalTuneLoRA` (no adapter).
@@ -151,6 +172,12 @@ def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
             depth=omics["depth"], token_expansion=omics["token_expansion"],
             channel_expansion=omics["channel_expansion"], dropout=omics["dropout"], n_tokens=omics["tokens"],
         )
+    clinical = None
+    if model["clinical"]["enabled"]:
+        if model["finetuning"] == "lora":
+            raise ValueError("model.clinical is built for the Modal Adapter only; set model.finetuning adapter")
+        clinical = ClinicalTokens(clinical_features, encoder.config.embed_dim, model["clinical"]["tokens"],
+                                  model["clinical"]["hidden"])
     if model["finetuning"] == "lora":
         from modaltune.models.lora import ModalTuneLoRA
 
@@ -168,5 +195,5 @@ def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
         n_blocks=adapter["blocks"], heads=adapter["heads"], inner_ratio=adapter["inner_ratio"],
         gamma_init=adapter["gamma_init"], drop_path=adapter["drop_path"],
         extra_extractors=adapter["extra_extractors"], self_attention=adapter["self_attention"],
-        residual=adapter["residual"], frozen_encoder_dropout=model["frozen_encoder_dropout"],
+        residual=adapter["residual"], frozen_encoder_dropout=model["frozen_encoder_dropout"], clinical=clinical,
     )

@@ -13,6 +13,10 @@ def interpreted_experiments():
     unknown = [name for name in chosen if name not in EXPERIMENTS]
     if unknown:
         raise WorkflowError(f"interpret.experiments: unknown experiment(s) {unknown} (experiments: {list(EXPERIMENTS)})")
+    clinical = [name for name in chosen if EXPERIMENT_CONFIG[name]["model"]["clinical"]["enabled"]]
+    if clinical:  # the attributions explain the genes of a model without clinical tokens
+        raise WorkflowError(f"interpret.experiments: {clinical} have clinical tokens, which the gene attributions do "
+                            "not cover; remove them from interpret.experiments")
     return chosen
 
 
