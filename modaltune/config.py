@@ -108,6 +108,9 @@ def experiment_sections(config: Mapping[str, Any], name: str) -> dict[str, Any]:
             if key in experiment.get(section, {}):
                 raise ConfigError(f"config error: experiments.{name}.{section}.{key} cannot differ per experiment; "
                                   f"set it in the top-level {section} section")
+    if experiment.get("ablation", False) and experiment.get("multimodal", False):
+        raise ConfigError(f"config error: experiments.{name}: ablation and multimodal name two different tables; "
+                          "mark the experiment with one of them")
     seeds = experiment.get("seeds")
     if seeds is not None and set(seeds) - set(config["cohort"]["seeds"]):
         raise ConfigError(f"config error: experiments.{name}.seeds {seeds} must be among cohort.seeds "
