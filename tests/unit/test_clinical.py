@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_cohort import _cohort, _write_tsv
+from test_cohort import _cohort, _dotted_row, _write_tsv
 from test_training import TEXT_DIM, cohort, sections  # noqa: F401  (cohort is a fixture)
 
 from modaltune.cohort import read_clinical
@@ -21,6 +21,8 @@ from modaltune.config import ConfigError, experiment_sections, load
 from modaltune.models import create_slide_encoder
 from modaltune.models.modaltune import build_modaltune
 from modaltune.report.tables import collect_probes, results_table, write_tables
+from modaltune.synth.cohort import plan_site
+from modaltune.synth.tables import clinical_table
 from modaltune.training.cli import site_files
 from modaltune.training.data import BagOptions, ExperimentData
 from modaltune.training.embed import embed_site
@@ -86,6 +88,27 @@ def test_cbioportal_patient_table_therapy_columns(real_data):
             expected = {"YES": "yes", "NO": "no"}.get(r[column])  # [Not Available], [Discrepancy]: missing
             assert records.loc[r["PATIENT_ID"], field] == expected
     assert records["pharmaceutical_therapy"].value_counts().to_dict() == {"yes": 94, "no": 48}
+
+
+def test_gdc_dotted_treatment_rows(tmp_path):
+    rows = [dict(_dotted_row("TCGA-AA-0001", "true", "Adenocarcinoma, NOS", "Stage IB", kind),
+                 **{"treatments.treatment_or_therapy": answer})
+            for kind, answer in (("Radiation Therapy, NOS", "no"), ("Chemotherapy", "yes"),
+                                 ("Pharmaceutical Therapy, NOS", "no"), ("Surgery, NOS", "yes"))]
+    rows.append(dict(_dotted_row("TCGA-AA-0002", "true", "Adenocarcinoma, NOS", "Stage II", "Radiation Therapy, NOS"),
+                     **{"treatments.treatment_or_therapy": "not reported"}))
+    table, _ = _cohort([_write_tsv(tmp_path / "clinical.tsv", rows)], "NSCLC", ["LUAD", "LUSC"])
+    assert table.loc["TCGA-AA-0001", ["radiation_therapy", "pharmaceutical_therapy"]].tolist() == ["no", "yes"]
+    assert table.loc["TCGA-AA-0002", ["radiation_therapy", "pharmaceutical_therapy"]].isna().all()
+
+
+def test_the_demo_clinical_table_carries_varied_treatment_rows(tmp_path):
+    demo = load(["config/demo.yaml"])["demo"]
+    path = tmp_path / "clinical.tsv"
+    clinical_table(plan_site("NSCLC", demo)).to_csv(path, sep="\t", index=False)
+    table, _ = _cohort([path], "NSCLC", ["LUAD", "LUSC"])
+    for field in ("radiation_therapy", "pharmaceutical_therapy"):  # both answers and some missing, for the encoder
+        assert set(table[field].dropna()) == {"yes", "no"} and table[field].isna().any(), field
 
 
 XENA_BRCA = {
