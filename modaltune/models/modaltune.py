@@ -176,6 +176,9 @@ def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
     if model["clinical"]["enabled"]:
         if model["finetuning"] == "lora":
             raise ValueError("model.clinical is built for the Modal Adapter only; set model.finetuning adapter")
+        if clinical_features < 1:
+            raise ValueError("model.clinical.enabled needs the clinical vector's width (clinical_features), got "
+                             f"{clinical_features}")
         clinical = ClinicalTokens(clinical_features, encoder.config.embed_dim, model["clinical"]["tokens"],
                                   model["clinical"]["hidden"])
     if model["finetuning"] == "lora":
