@@ -108,6 +108,9 @@ def experiment_sections(config: Mapping[str, Any], name: str) -> dict[str, Any]:
             if key in experiment.get(section, {}):
                 raise ConfigError(f"config error: experiments.{name}.{section}.{key} cannot differ per experiment; "
                                   f"set it in the top-level {section} section")
+    if experiment.get("ablation", False) and experiment.get("multimodal", False):
+        raise ConfigError(f"config error: experiments.{name}: ablation and multimodal name two different tables; "
+                          "mark the experiment with one of them")
     seeds = experiment.get("seeds")
     if seeds is not None and set(seeds) - set(config["cohort"]["seeds"]):
         raise ConfigError(f"config error: experiments.{name}.seeds {seeds} must be among cohort.seeds "
@@ -139,6 +142,8 @@ def check_supervised(name: str, experiment: Mapping[str, Any], model: Mapping[st
          "trains one model per task of baselines.tasks, each with its own task prompt: remove the key"),
         (model["transcriptomics"] != "genes", "model.transcriptomics",
          "trains the transcriptomics encoder on the gene table; learned tokens are not supported with it"),
+        (model["clinical"]["enabled"], "model.clinical.enabled",
+         "trains on the slides and genes; clinical tokens are not supported with it"),
     ]
     for wrong, key, reason in problems:
         if wrong:
@@ -169,6 +174,9 @@ def check_combinations(config: Mapping[str, Any]) -> None:
         if encoder is not None and model["lora"]["rank"] > encoder.embed_dim:
             raise ConfigError(f"config error: key 'model.lora.rank': {model['lora']['rank']} exceeds the width "
                               f"{encoder.embed_dim} of the attention projections of slide encoder '{encoder.name}'")
+    if model["clinical"]["enabled"] and (model["architecture"], model["finetuning"]) != ("modaltune", "adapter"):
+        raise ConfigError("config error: key 'model.clinical.enabled': clinical tokens need the Modal Adapter; "
+                          "set model.architecture modaltune and model.finetuning adapter, or disable model.clinical")
     width = text_width(text)
     if model["projector"] == "none" and width is not None and text["projector_dim"] != width:
         raise ConfigError(f"config error: key 'text.projector_dim': model.projector none compares the model output "

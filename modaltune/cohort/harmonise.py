@@ -11,6 +11,8 @@ Rules (each one documented here, applied in this order):
    - time to death: the earliest of the recorded values; two different values are a *contradiction*, reported;
      the earliest is kept so that the survival time never extends past a recorded death;
    - time to last follow-up: the latest recorded value;
+   - radiation / pharmaceutical therapy: "yes" if any row says yes (a course recorded on any row was given),
+     else "no" if any row says no, else missing;
    - every other field: the first non-missing value in file order (files in the order the config lists them);
      two different diagnoses are reported.
 4. Labels (ModalTune ``make_dataset.py``): time = time to death if dead, else time to last follow-up. Two silent
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from modaltune.cohort.readers import patient_id
+from modaltune.cohort.readers import RECEPTOR_FIELDS, THERAPY_FIELDS, patient_id
 from modaltune.cohort.subtypes import SubtypeGroup, assign_subtype, normalise_diagnosis
 
 DAYS_PER_MONTH = 30.44
@@ -55,11 +57,13 @@ COHORT_COLUMNS = [
     "m_stage",
     "age",
     "sex",
+    *THERAPY_FIELDS,
+    *RECEPTOR_FIELDS,
     "slides",
     "has_rna",
 ]
 
-_FIRST_VALUE_FIELDS = ["project", "stage", "t_stage", "n_stage", "m_stage", "age", "sex"]
+_FIRST_VALUE_FIELDS = ["project", "stage", "t_stage", "n_stage", "m_stage", "age", "sex", *RECEPTOR_FIELDS]
 
 # Reasons of rule 4's drops, in the order they are checked.
 NO_VITAL_STATUS = "no vital status"
@@ -187,6 +191,10 @@ def _collapse(records: pd.DataFrame, report: HarmoniseReport) -> pd.DataFrame:
     by_patient = records.groupby("patient", sort=True)
     table = by_patient[["diagnosis", *_FIRST_VALUE_FIELDS]].first()  # first non-missing value
     table["event"] = by_patient["event"].max()
+    for name in THERAPY_FIELDS:
+        yes = records[name].eq("yes").groupby(records["patient"]).any().reindex(table.index)
+        no = records[name].eq("no").groupby(records["patient"]).any().reindex(table.index)
+        table[name] = pd.Series(np.select([yes, no], ["yes", "no"], default=None), index=table.index)
     table["months_to_death"] = by_patient["months_to_death"].min()
     table["months_to_follow_up"] = by_patient["months_to_follow_up"].max()
     table["project"] = table["project"].fillna("")

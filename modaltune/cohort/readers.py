@@ -9,6 +9,25 @@ turned back into days) or months (cBioPortal's OS_MONTHS), so a month value is c
 never through days and back with two different day-per-month divisors. :mod:`modaltune.cohort.harmonise` turns
 days into months once, with ``cohort.days_per_month``.
 
+Treatment and hormone-receptor fields (for the clinical modality, :mod:`modaltune.cohort.clinical_encoding`) are
+kept as words: ``radiation_therapy`` and ``pharmaceutical_therapy`` "yes"/"no" (the patient received that kind of
+therapy in any recorded course), ``er_status``/``pr_status``/``her2_status`` "positive"/"negative" (equivocal and
+indeterminate results count as missing). Where each format carries them (:data:`THERAPY_COLUMNS`,
+:data:`RECEPTOR_COLUMNS`):
+
+* GDC classic and 2.0 exports: one row per treatment, ``treatment_type`` (``Radiation Therapy, NOS``,
+  ``Pharmaceutical Therapy, NOS``, or a finer pharmaceutical kind: chemotherapy, hormone, targeted molecular,
+  immunotherapy) with ``treatment_or_therapy`` yes/no; each row fills the field of its kind only. Other kinds
+  (surgery, ...) are not read. GDC exports carry no receptor status;
+* Xena clinicalMatrix: ``radiation_therapy``/``additional_radiation_therapy`` and
+  ``targeted_molecular_therapy``/``additional_pharmaceutical_therapy`` (YES/NO); BRCA's
+  ``breast_carcinoma_{estrogen,progesterone}_receptor_status`` and ``lab_proc_her2_neu_immunohistochemistry_receptor_status``;
+* cBioPortal patient table: ``RADIATION_TREATMENT_ADJUVANT``/``RADIATION_THERAPY`` and ``TARGETED_MOLECULAR_THERAPY``
+  (YES/NO); BRCA's ``ER_STATUS_BY_IHC``, ``PR_STATUS_BY_IHC``, ``IHC_HER2``.
+
+Several columns or rows of one field are collapsed by :mod:`modaltune.cohort.harmonise`: therapy "yes" if any says
+yes, else "no" if any says no; receptor status the first recorded value.
+
 cBioPortal studies come as a pair: the patient table (survival, stage) and the sample table (the diagnosis:
 ``CANCER_TYPE_DETAILED``, ``ONCOTREE_CODE``). :func:`join_cbioportal_samples` gives each patient-table record the
 diagnosis of the patient's sample table row.
@@ -27,6 +46,9 @@ import pandas as pd
 
 from modaltune.omics.tables import TableFormatError, patient_id, read_header, sample_type
 
+THERAPY_FIELDS = ["radiation_therapy", "pharmaceutical_therapy"]  # "yes" / "no"
+RECEPTOR_FIELDS = ["er_status", "pr_status", "her2_status"]  # "positive" / "negative"
+
 RECORD_COLUMNS = [
     "patient",
     "project",
@@ -42,6 +64,8 @@ RECORD_COLUMNS = [
     "m_stage",
     "age",  # years
     "sex",
+    *THERAPY_FIELDS,
+    *RECEPTOR_FIELDS,
 ]
 
 TIME_COLUMNS = ["days_to_death", "days_to_follow_up", "months_to_death", "months_to_follow_up"]
@@ -119,6 +143,73 @@ def _records(**columns) -> pd.DataFrame:
     )
 
 
+YES_NO = {"yes": "yes", "no": "no"}
+POSITIVE_NEGATIVE = {"positive": "positive", "negative": "negative"}  # equivocal, indeterminate: missing
+
+# Columns of one field in the formats that have them; a record's value is "yes" if any of them says yes.
+THERAPY_COLUMNS = {
+    "xena_clinical_matrix": {
+        "radiation_therapy": ["radiation_therapy", "additional_radiation_therapy"],
+        "pharmaceutical_therapy": ["targeted_molecular_therapy", "additional_pharmaceutical_therapy"],
+    },
+    "cbioportal_patient": {
+        "radiation_therapy": ["RADIATION_TREATMENT_ADJUVANT", "RADIATION_THERAPY"],
+        "pharmaceutical_therapy": ["TARGETED_MOLECULAR_THERAPY"],
+    },
+}
+RECEPTOR_COLUMNS = {
+    "xena_clinical_matrix": {
+        "er_status": "breast_carcinoma_estrogen_receptor_status",
+        "pr_status": "breast_carcinoma_progesterone_receptor_status",
+        "her2_status": "lab_proc_her2_neu_immunohistochemistry_receptor_status",
+    },
+    "cbioportal_patient": {"er_status": "ER_STATUS_BY_IHC", "pr_status": "PR_STATUS_BY_IHC", "her2_status": "IHC_HER2"},
+}
+# GDC treatment_type -> field: radiation, or one of the pharmaceutical kinds.
+GDC_TREATMENT_KINDS = {
+    "radiation therapy, nos": "radiation_therapy",
+    "pharmaceutical therapy, nos": "pharmaceutical_therapy",
+    "chemotherapy": "pharmaceutical_therapy",
+    "hormone therapy": "pharmaceutical_therapy",
+    "targeted molecular therapy": "pharmaceutical_therapy",
+    "immunotherapy (including vaccines)": "pharmaceutical_therapy",
+}
+
+
+def _words(column: pd.Series | None, mapping: dict[str, str]) -> pd.Series | None:
+    """Lower-cased values mapped by ``mapping``; any other value (equivocal, indeterminate) is missing."""
+    return None if column is None else column.str.lower().map(mapping).replace({np.nan: None})
+
+
+def _any_yes(frame: pd.DataFrame, columns: list[str]) -> pd.Series | None:
+    """Per row: "yes" if any present column says yes, else "no" if any says no, else missing."""
+    present = [_words(frame[name], YES_NO) for name in columns if name in frame]
+    if not present:
+        return None
+    answers = pd.concat(present, axis=1)
+    return pd.Series(
+        np.select([answers.eq("yes").any(axis=1), answers.eq("no").any(axis=1)], ["yes", "no"], default=None),
+        index=frame.index,
+    ).replace({np.nan: None})
+
+
+def _table_fields(frame: pd.DataFrame, fmt: str) -> dict[str, pd.Series | None]:
+    """Therapy and receptor fields of a format that has them in columns (Xena, cBioPortal)."""
+    fields = {name: _any_yes(frame, columns) for name, columns in THERAPY_COLUMNS[fmt].items()}
+    fields.update({name: _words(frame.get(column), POSITIVE_NEGATIVE)
+                   for name, column in RECEPTOR_COLUMNS[fmt].items()})
+    return fields
+
+
+def _gdc_treatments(treatment_type: pd.Series | None, answer: pd.Series | None) -> dict[str, pd.Series]:
+    """GDC's one row per treatment: the row's yes/no answer goes to the field of its treatment kind only."""
+    if treatment_type is None or answer is None:
+        return {}
+    kind = treatment_type.str.lower().map(GDC_TREATMENT_KINDS)
+    said = _words(answer, YES_NO)
+    return {field: said.where(kind == field, None) for field in THERAPY_FIELDS}
+
+
 def _strip_tcga(project: pd.Series) -> pd.Series:
     return project.str.replace(r"^TCGA-", "", regex=True)
 
@@ -162,6 +253,7 @@ def read_gdc_classic(frame: pd.DataFrame) -> pd.DataFrame:
         m_stage=frame["ajcc_pathologic_m"],
         age=age,
         sex=_lower(frame["gender"]),
+        **_gdc_treatments(frame.get("treatment_type"), frame.get("treatment_or_therapy")),
     )
 
 
@@ -188,6 +280,7 @@ def read_gdc_dotted(frame: pd.DataFrame) -> pd.DataFrame:
         m_stage=frame.get("diagnoses.ajcc_pathologic_m"),
         age=_numbers(frame["demographic.age_at_index"]),
         sex=_lower(frame["demographic.gender"]),
+        **_gdc_treatments(frame.get("treatments.treatment_type"), frame.get("treatments.treatment_or_therapy")),
     )
     is_primary = frame["diagnoses.diagnosis_is_primary_disease"].str.lower().eq("true")
     case_has_primary = is_primary.groupby(records["patient"]).transform("any")
@@ -211,6 +304,7 @@ def read_xena_clinical_matrix(frame: pd.DataFrame) -> pd.DataFrame:
         m_stage=frame.get("pathologic_M"),
         age=_numbers(frame["age_at_initial_pathologic_diagnosis"]),
         sex=_lower(frame["gender"]),
+        **_table_fields(frame, "xena_clinical_matrix"),
     )
 
 
@@ -244,6 +338,7 @@ def read_cbioportal_patients(frame: pd.DataFrame) -> pd.DataFrame:
         m_stage=_first_column(frame, ["PATH_M_STAGE", "AJCC_METASTASIS_PATHOLOGIC_PM"]),
         age=_numbers(frame["AGE"]) if "AGE" in frame else None,
         sex=_lower(frame["SEX"]) if "SEX" in frame else None,
+        **_table_fields(frame, "cbioportal_patient"),
     )
 
 

@@ -3,7 +3,9 @@
 For one patient (a bag of tile features with grid coordinates and one gene vector) and each task t the model returns
 z_t = Linear(LayerNorm(f_img + f_task + f_gene)) (the paper's Eq. 4; reference section 8), where f_img is the raw CLS
 token after the last encoder layer, f_task the task-prompt token(s) and f_gene the mean of the pathway tokens after
-the adapter.
+the adapter. With clinical tokens (ModalTune w/ Clinical, :mod:`modaltune.models.clinical`) the multimodal sequence
+is [task prompts ; pathway tokens ; clinical tokens], E_C has a row for each, and f_gene is the mean over the pathway
+and clinical tokens (every non-prompt multimodal token).
 
 The prompts, E_C and the output head are :class:`PromptedModel`'s, shared with ModalTune w/ LoRA
 (:mod:`modaltune.models.lora`); :func:`build_modaltune` builds any model of the family (:data:`modaltune.models.FAMILY`).
@@ -27,6 +29,7 @@ import torch
 from torch import nn
 
 from modaltune.models.adapter import ModalAdapter
+from modaltune.models.clinical import ClinicalTokens
 from modaltune.models.omics_encoder import LearnedTokens, OmicsEncoder
 
 TASKS = ("general", "subtype", "survival")
@@ -37,12 +40,14 @@ TRANSCRIPTOMICS = ("genes", "learned")
 class PromptedModel(nn.Module):
     """What ModalTune and ModalTune w/ LoRA share around their slide encoder: the task prompts (``task_prompts``,
     LayerNorm ``task_norm``), the learned position E_C of the multimodal tokens (``modal_pos``: prompt tokens, then
-    the transcriptomics encoder's tokens), the Eq. 4 output head (``final_norm``, ``final_project``), the frozen
-    encoder's train/eval mode and the task order. Subclasses pass the encoder already frozen (:func:`frozen`; with
-    its LoRA matrices for ModalTune w/ LoRA) and define how the multimodal tokens meet the tiles."""
+    the transcriptomics encoder's tokens, then any clinical tokens), the Eq. 4 output head (``final_norm``,
+    ``final_project``), the frozen encoder's train/eval mode and the task order. Subclasses pass the encoder already
+    frozen (:func:`frozen`; with its LoRA matrices for ModalTune w/ LoRA) and define how the multimodal tokens meet
+    the tiles."""
 
     def __init__(self, encoder: nn.Module, omics_encoder: OmicsEncoder | LearnedTokens, *, tasks: Sequence[str],
-                 prompt_tokens: int, output_dim: int, token_aggregation: str, frozen_encoder_dropout: bool):
+                 prompt_tokens: int, output_dim: int, token_aggregation: str, frozen_encoder_dropout: bool,
+                 clinical: ClinicalTokens | None = None):
         super().__init__()
         if token_aggregation not in TOKEN_AGGREGATIONS:
             raise ValueError(f"token_aggregation must be one of {TOKEN_AGGREGATIONS}, got {token_aggregation!r}")
@@ -53,9 +58,11 @@ class PromptedModel(nn.Module):
         self.prompt_tokens = prompt_tokens
         self.token_aggregation = token_aggregation
         self.omics_encoder = omics_encoder
+        self.clinical_encoder = clinical  # None: no parameter of that name, the model of the paper's Table 2
+        n_modal = prompt_tokens + omics_encoder.n_tokens + (clinical.n_tokens if clinical is not None else 0)
         self.task_prompts = nn.Parameter(torch.empty(len(self.tasks), prompt_tokens, dim))
         self.task_norm = nn.LayerNorm(dim)
-        self.modal_pos = nn.Parameter(torch.empty(prompt_tokens + omics_encoder.n_tokens, dim))  # E_C
+        self.modal_pos = nn.Parameter(torch.empty(n_modal, dim))  # E_C
         pooled = dim if token_aggregation == "sum" else 3 * dim
         self.final_norm = nn.LayerNorm(pooled)
         self.final_project = nn.Linear(pooled, output_dim)
@@ -107,18 +114,21 @@ class ModalTune(PromptedModel):
                  prompt_tokens: int = 1, output_dim: int = 256, token_aggregation: str = "sum",
                  n_blocks: int = 3, heads: int = 12, inner_ratio: float = 0.25, gamma_init: float = 0.0,
                  drop_path: float = 0.1, extra_extractors: int = 2, self_attention: bool = True,
-                 residual: str = "paper", frozen_encoder_dropout: bool = False):
+                 residual: str = "paper", frozen_encoder_dropout: bool = False,
+                 clinical: ClinicalTokens | None = None):
         super().__init__(frozen(encoder), omics_encoder, tasks=tasks, prompt_tokens=prompt_tokens,
                          output_dim=output_dim, token_aggregation=token_aggregation,
-                         frozen_encoder_dropout=frozen_encoder_dropout)
+                         frozen_encoder_dropout=frozen_encoder_dropout, clinical=clinical)
         self.blocks = encoder.layer_blocks(n_blocks)  # 12 layers in 3 blocks -> (0, 4), (4, 8), (8, 12)
         self.adapter = ModalAdapter(int(encoder.config.embed_dim), n_blocks, heads, inner_ratio, gamma_init,
                                     drop_path, extra_extractors, self_attention, residual=residual)
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor, genes: torch.Tensor | None,
-                tasks: Sequence[str] | None = None, batched: bool = True) -> torch.Tensor:
+                tasks: Sequence[str] | None = None, batched: bool = True,
+                clinical: torch.Tensor | None = None) -> torch.Tensor:
         """One patient: features (N, D_in), coords (N, 2) grid-frame coordinates, genes (G,) scaled expression
-        (None with learned tokens in place of the transcriptomics encoder).
+        (None with learned tokens in place of the transcriptomics encoder), clinical (F,) the clinical vector of a
+        model with clinical tokens.
 
         Returns the raw (un-normalised) task embeddings, (len(tasks), output_dim), in the order of ``tasks``
         (default: all tasks of the model).
@@ -126,11 +136,21 @@ class ModalTune(PromptedModel):
         index = self.task_index(tasks)
         tokens = self.encoder.embed(features.unsqueeze(0), coords.unsqueeze(0))  # (1, N + 1, D)
         pathways = self.omics_encoder(None if genes is None else genes.unsqueeze(0))  # (1, n_tokens, D)
+        context = self._with_clinical(pathways, None if clinical is None else clinical.unsqueeze(0))
         prompts = self.prompts(index)  # (T, k, D)
-        modal = torch.cat([prompts, pathways.expand(len(index), -1, -1)], dim=1)
+        modal = torch.cat([prompts, context.expand(len(index), -1, -1)], dim=1)
         if batched:
             return self._passes(tokens.expand(len(index), -1, -1), modal)
         return torch.cat([self._passes(tokens, modal[i:i + 1]) for i in range(len(index))])
+
+    def _with_clinical(self, pathways: torch.Tensor, clinical: torch.Tensor | None) -> torch.Tensor:
+        """Pathway tokens (B, n, D), followed by the clinical tokens of clinical vectors (B, F) when the model has them."""
+        if (clinical is None) != (self.clinical_encoder is None):
+            raise ValueError("a model with clinical tokens needs the clinical vector, a model without them takes none"
+                             f" (model.clinical.enabled is {self.clinical_encoder is not None})")
+        if clinical is None:
+            return pathways
+        return torch.cat([pathways, self.clinical_encoder(clinical).expand(len(pathways), -1, -1)], dim=1)
 
     def forward_genes(self, tokens: torch.Tensor, genes: torch.Tensor, task: str) -> torch.Tensor:
         """One patient's embedded tiles (1, N + 1, D) from ``encoder.embed`` with a batch of gene vectors (B, G) ->
@@ -138,7 +158,7 @@ class ModalTune(PromptedModel):
         each row equals ``forward(features, coords, genes[i], tasks=[task])``."""
         index = self.task_index([task])
         prompts = self.prompts(index).expand(len(genes), -1, -1)
-        modal = torch.cat([prompts, self.omics_encoder(genes)], dim=1)
+        modal = torch.cat([prompts, self._with_clinical(self.omics_encoder(genes), None)], dim=1)
         return self._passes(tokens.expand(len(genes), -1, -1), modal)
 
     def _passes(self, tokens: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
@@ -172,13 +192,17 @@ class ModelInputs:
     n_genes: int = 0
     feature_dim: int = 0
     baseline: Mapping[str, Any] | None = None
+    clinical_features: int = 0  # the width of the fitted clinical vector (model.clinical.enabled)
 
 
 def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
                     pathway_genes: Sequence[Sequence[int]], n_genes: int, *, feature_dim: int = 0,
-                    baseline: Mapping[str, Any] | None = None) -> nn.Module:
+                    baseline: Mapping[str, Any] | None = None, clinical_features: int = 0) -> nn.Module:
     """The model from the config sections ``model`` (modaltune/schema/model.yaml, plus ``output_dim``) and
     ``slide_encoder``, by its :data:`modaltune.models.FAMILY` name.
+
+    With ``model.clinical.enabled`` the model has clinical tokens reading ``clinical_features`` numbers per patient
+    (the width of the fitted :class:`modaltune.cohort.clinical_encoding.ClinicalEncoder`).
 
     With ``model.transcriptomics`` "learned" (Single Modal) the pathways and genes are unused (pass [] and 0);
     ``model.finetuning`` "lora" builds :class:`modaltune.models.lora.ModalTuneLoRA` (no adapter); ``model.architecture``
@@ -187,7 +211,7 @@ def build_modaltune(model: Mapping[str, Any], slide_encoder: Mapping[str, Any],
     from modaltune.models import FAMILY, family_member
 
     module, builder = FAMILY[family_member(model)].split(":")
-    inputs = ModelInputs(slide_encoder, pathway_genes, n_genes, feature_dim, baseline)
+    inputs = ModelInputs(slide_encoder, pathway_genes, n_genes, feature_dim, baseline, clinical_features)
     return getattr(importlib.import_module(module), builder)(model, inputs)
 
 
@@ -210,6 +234,13 @@ def encoder_and_omics(model: Mapping[str, Any], inputs: ModelInputs) -> tuple[nn
 
 def build_adapter_model(model: Mapping[str, Any], inputs: ModelInputs) -> ModalTune:
     encoder, omics_encoder = encoder_and_omics(model, inputs)
+    clinical = None
+    if model["clinical"]["enabled"]:
+        if inputs.clinical_features < 1:
+            raise ValueError("model.clinical.enabled needs the clinical vector's width (clinical_features), got "
+                             f"{inputs.clinical_features}")
+        clinical = ClinicalTokens(inputs.clinical_features, encoder.config.embed_dim, model["clinical"]["tokens"],
+                                  model["clinical"]["hidden"])
     adapter = model["adapter"]
     return ModalTune(
         encoder, omics_encoder, tasks=model["tasks"], prompt_tokens=model["prompt_tokens"],
@@ -217,5 +248,5 @@ def build_adapter_model(model: Mapping[str, Any], inputs: ModelInputs) -> ModalT
         n_blocks=adapter["blocks"], heads=adapter["heads"], inner_ratio=adapter["inner_ratio"],
         gamma_init=adapter["gamma_init"], drop_path=adapter["drop_path"],
         extra_extractors=adapter["extra_extractors"], self_attention=adapter["self_attention"],
-        residual=adapter["residual"], frozen_encoder_dropout=model["frozen_encoder_dropout"],
+        residual=adapter["residual"], frozen_encoder_dropout=model["frozen_encoder_dropout"], clinical=clinical,
     )

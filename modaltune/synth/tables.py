@@ -126,13 +126,19 @@ def clinical_table(plan: SitePlan) -> pd.DataFrame:
             "year_of_diagnosis": str(p.year_of_diagnosis),
         }
         for number in range(p.treatment_rows):
-            row = dict(
-                base, treatment_or_therapy="yes" if number == 0 else "no", treatment_type=TREATMENTS[number]
-            )
+            row = dict(base, treatment_or_therapy=_treatment_answer(index, number), treatment_type=TREATMENTS[number])
             if dead and number > 0 and index % 3 == 0:
                 row["days_to_death"] = GDC_MISSING  # survival must be collapsed over a case's rows
             rows.append(row)
     return pd.DataFrame(rows, columns=GDC_CLASSIC_COLUMNS)
+
+
+def _treatment_answer(index: int, number: int) -> str:
+    """Whether a case received its ``number``-th treatment kind: a fixed pattern over the cases (no random draw, so the
+    other planted values are unchanged), with some "not reported" as in real exports; it carries no signal."""
+    if (index + number) % 7 == 3:
+        return "not reported"
+    return "yes" if (index + number) % 2 == 0 else "no"
 
 
 def expression_table(plan: SitePlan, demo: dict[str, Any]) -> pd.DataFrame:

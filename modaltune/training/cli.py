@@ -110,12 +110,15 @@ def run_train(args) -> int:
     grid = SLIDE_ENCODERS[params["slide_encoder"]["name"]]
     bags = BagOptions.for_encoder(grid, training["tile_cap"], training["slide_gap_px"])
     with_genes = params["model"]["transcriptomics"] == "genes"  # Single Modal never reads the gene table
+    clinical = params["model"]["clinical"]
+    clinical_fields = clinical["fields"] if clinical["enabled"] else ()
     embeddings = iter(args.embeddings)
     for seed, out in zip(args.seed, args.out, strict=True):
         sites = [site_files(results, site, seed, params["features"]["encoder"], params["text"]["encoder"])
                  for site in args.sites]
         train_model(
-            ExperimentData(sites, seed, bags, with_genes=with_genes), [files.text for files in sites],
+            ExperimentData(sites, seed, bags, with_genes=with_genes, clinical_fields=clinical_fields),
+            [files.text for files in sites],
             results / "omics" / "pathways.parquet",
             model_section=params["model"], slide_encoder_section=params["slide_encoder"], training=training,
             projector_dim=params["text"]["projector_dim"], seed=seed, out_dir=out,

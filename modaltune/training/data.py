@@ -6,6 +6,10 @@ or without any tile cannot be fed to the model and are left out with a logged li
 (``with_genes=False``, the Single Modal ablation) the gene table is never opened; the cohort table's ``has_rna``
 leaves out the same patients, so the ablation is trained and probed on the same patients as ModalTune.
 
+With ``clinical_fields`` (ModalTune w/ Clinical) those columns of the cohort table are kept per patient in
+:attr:`ExperimentData.clinical`, raw; :class:`modaltune.cohort.clinical_encoding.ClinicalEncoder` is fitted on the
+training patients' rows only.
+
 Text targets are read for the **training** patients only: :class:`TextTargets` filters the parquet rows while
 reading, so the text of validation and test patients never enters the training process.
 """
@@ -58,7 +62,7 @@ class ExperimentData:
     """Patients (one row each: patient, site, split, subtype_class, slides), raw genes and feature files."""
 
     def __init__(self, sites: Sequence[SiteFiles], seed: int, bag_options: BagOptions = BagOptions(),
-                 with_genes: bool = True):
+                 with_genes: bool = True, clinical_fields: Sequence[str] = ()):
         from modaltune.features import read_manifest
 
         self.sites = list(sites)
@@ -66,7 +70,7 @@ class ExperimentData:
         self.bag_options = bag_options
         tables, gene_tables, manifests = [], [], []
         for files in self.sites:
-            tables.append(_site_patients(files, seed, with_rna_flag=not with_genes))
+            tables.append(_site_patients(files, seed, with_rna_flag=not with_genes, clinical_fields=clinical_fields))
             if with_genes:
                 gene_tables.append(pd.read_parquet(files.omics).set_index("patient"))
             manifests.append(_site_manifest(files, tables[-1], read_manifest(files.features)))
@@ -96,7 +100,10 @@ class ExperimentData:
         for reason, names in self.excluded.items():
             if names:
                 log.warning("%d patient(s) left out (%s): %s", len(names), reason, ", ".join(names[:20]))
-        self.patients = patients[~no_rna & ~no_tiles].reset_index(drop=True)
+        patients = patients[~no_rna & ~no_tiles].reset_index(drop=True)
+        # raw clinical fields by patient (None without clinical_fields); the patients table keeps its usual columns
+        self.clinical = patients.set_index("patient")[list(clinical_fields)] if clinical_fields else None
+        self.patients = patients.drop(columns=list(clinical_fields))
         if not (self.patients["split"] == "train").any():
             raise ValueError(f"seed {seed}: no training patient with expression data and tiles in "
                              f"{[str(f.splits) for f in self.sites]}")
@@ -138,9 +145,14 @@ def _site_manifest(files: SiteFiles, patients: pd.DataFrame, manifest: pd.DataFr
     return manifest.loc[slides]
 
 
-def _site_patients(files: SiteFiles, seed: int, with_rna_flag: bool = False) -> pd.DataFrame:
+def _site_patients(files: SiteFiles, seed: int, with_rna_flag: bool = False,
+                   clinical_fields: Sequence[str] = ()) -> pd.DataFrame:
     columns = ["patient", "subtype_class", "slides"] + (["has_rna"] if with_rna_flag else [])
-    cohort = pd.read_parquet(files.cohort, columns=columns)
+    absent = sorted(set(clinical_fields) - set(pq.read_schema(files.cohort).names))
+    if absent:
+        raise ValueError(f"{files.cohort}: no clinical column(s) {absent} (model.clinical.fields); rebuild the cohort "
+                         f"table with this version (snakemake --forcerun cohort {files.cohort})")
+    cohort = pd.read_parquet(files.cohort, columns=columns + list(clinical_fields))
     splits = pd.read_parquet(files.splits)
     splits = splits.loc[splits["seed"] == seed, ["patient", "split"]]
     if splits.empty:

@@ -1,6 +1,7 @@
 """Patient embeddings from a trained model: every patient of a site's split file, every task.
 
-Genes are z-scored with the model's own statistics, or, for an out-of-distribution site, with statistics fitted on
+The clinical vector (ModalTune w/ Clinical) is encoded with the model's own clinical encoder, fitted on its training
+patients. Genes are z-scored with the model's own statistics, or, for an out-of-distribution site, with statistics fitted on
 that site's training split (:func:`target_train_scaler`).
 
 Output (data contract): ``results/embeddings/{experiment}/{site}/seed{seed}.parquet`` with columns patient, split,
@@ -18,6 +19,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
+from modaltune.cohort.clinical_encoding import ClinicalEncoder
 from modaltune.devices import resolve_device
 from modaltune.io import write_parquet
 from modaltune.models.modaltune import ModalTune, build_modaltune
@@ -39,9 +41,11 @@ def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> t
     model_section = dict(config["model"], output_dim=config["output_dim"])
     slide_encoder = dict(config["slide_encoder"])
     scaler = GeneScaler.from_state_dict(config["gene_scaler"]) if config["gene_scaler"] is not None else None
+    clinical = trained_clinical_encoder(config)
     # feature_dim and baseline build a baseline architecture; ModalTune's config.json files from before them lack them.
     model = build_modaltune(model_section, slide_encoder, config["pathway_genes"], len(scaler.mean_) if scaler else 0,
-                            feature_dim=config.get("feature_dim", 0), baseline=config.get("baseline"))
+                            feature_dim=config.get("feature_dim", 0), baseline=config.get("baseline"),
+                            clinical_features=clinical.width if clinical else 0)
     # The loss's projectors are not part of the embedding model.
     state = {k: v for k, v in tensors.items() if not k.startswith(("target_projector.", "output_projector."))}
     strict = slide_encoder.get("weights") is None  # otherwise the encoder came from its weights file
@@ -53,6 +57,12 @@ def load_trained(model_dir: str | Path, device: torch.device | str = "cpu") -> t
         raise ValueError(f"the slide encoder rebuilt from {slide_encoder} differs from the one {model_dir} was "
                          "trained with (weights file changed?); retrain or restore the original weights")
     return model.to(device).eval(), config, scaler
+
+
+def trained_clinical_encoder(config: dict) -> ClinicalEncoder | None:
+    """The clinical encoder a model was trained with (its config.json), None for a model without clinical tokens."""
+    state = config.get("clinical_encoder")
+    return ClinicalEncoder.from_state_dict(state) if state is not None else None
 
 
 GENE_SCALINGS = ("model", "target-train")
@@ -77,11 +87,13 @@ def embed_site(model_dir: str | Path, site: SiteFiles, seed: int, out: str | Pat
     model, config, scaler = load_trained(model_dir, device)
     grid = SLIDE_ENCODERS[config["slide_encoder"]["name"]]  # places the slides, with or without an encoder built
     with_genes = scaler is not None
+    clinical = trained_clinical_encoder(config)
     data = ExperimentData([site], seed, BagOptions.for_encoder(grid, config["tile_cap"], config["gap_px"]),
-                          with_genes=with_genes)
+                          with_genes=with_genes, clinical_fields=clinical.kept if clinical else ())
     if gene_scaling == "target-train" and with_genes:
         scaler = target_train_scaler(data)
-    embedder = Embedder(model, data, scaler.transform(data.genes) if with_genes else None, device, precision)
+    embedder = Embedder(model, data, scaler.transform(data.genes) if with_genes else None, device, precision,
+                        clinical.transform(data.clinical) if clinical else None)
     patients = data.patients["patient"].tolist()
     outputs = embedder.embed(patients, desc=f"embed {site.site}")
     rows = [

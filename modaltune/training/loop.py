@@ -8,7 +8,8 @@ validation patients' balanced accuracy (pooled experiments: the mean over sites)
 
 Outputs in ``out_dir`` (results/models/{experiment}/{name}/seed{seed}/): ``model.safetensors`` (best epoch's
 trainable weights, the target projector, and the frozen encoder when it has no weights file), ``config.json``
-(everything needed to rebuild the model and embed patients) and ``history.csv``; ``checkpoint/`` for resume.
+(everything needed to rebuild the model and embed patients, including the gene scaler and the clinical
+encoder fitted on the training patients) and ``history.csv``; ``checkpoint/`` for resume.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from modaltune.cohort.clinical_encoding import ClinicalEncoder
 from modaltune.devices import resolve_device
 from modaltune.io import atomic_path, write_json
 from modaltune.models.modaltune import ModalTune, build_modaltune
@@ -55,9 +57,10 @@ class Embedder:
     """Runs a model over patients: bag -> tensors on the device -> task embeddings."""
 
     def __init__(self, model: ModalTune, data: ExperimentData, scaled_genes: pd.DataFrame | None,
-                 device: torch.device, precision: str):
+                 device: torch.device, precision: str, clinical: pd.DataFrame | None = None):
         self.model, self.data, self.device, self.precision = model, data, device, precision
         self.genes = scaled_genes
+        self.clinical = clinical  # encoded clinical vectors by patient (ModalTune w/ Clinical), else None
 
     def forward(self, patient: str, generator: np.random.Generator | None = None,
                 tasks: Sequence[str] | None = None) -> torch.Tensor:
@@ -67,8 +70,11 @@ class Embedder:
         genes = None  # Single Modal: learned tokens in place of the genes
         if self.genes is not None:
             genes = torch.tensor(self.genes.loc[patient].to_numpy(np.float32), device=self.device)
+        extra = {}
+        if self.clinical is not None:
+            extra["clinical"] = torch.tensor(self.clinical.loc[patient].to_numpy(np.float32), device=self.device)
         with autocast(self.device, self.precision):
-            return self.model(features, coords, genes, tasks=tasks).float()
+            return self.model(features, coords, genes, tasks=tasks, **extra).float()
 
     @torch.no_grad()
     def embed(self, patients: Sequence[str], tasks: Sequence[str] | None = None, desc: str = "embed") -> np.ndarray:
@@ -132,14 +138,19 @@ def train_model(data: ExperimentData, text_paths: Sequence[str | Path], pathways
         memberships = pd.read_parquet(pathways)
         pathway_names, pathway_genes = pathway_gene_indices(
             data.gene_names, list(zip(memberships["pathway"], memberships["gene"], strict=True)))
+    clinical_encoder, clinical = None, None
+    if model_section["clinical"]["enabled"]:  # statistics of the training patients only, as the gene scaler
+        clinical_encoder = ClinicalEncoder(model_section["clinical"]["fields"]).fit(data.clinical.loc[train_patients])
+        clinical = clinical_encoder.transform(data.clinical)
     feature_dim = int(data.slides["dim"].iloc[0])
     model = build_modaltune(dict(model_section, output_dim=projector_dim), slide_encoder_section, pathway_genes,
-                            len(data.gene_names), feature_dim=feature_dim, baseline=baseline).to(device)
+                            len(data.gene_names), feature_dim=feature_dim, baseline=baseline,
+                            clinical_features=clinical_encoder.width if clinical_encoder else 0).to(device)
     # The trainable projector and the model-side projector are optimised with the model.
     trainable = [p for p in [*model.parameters(), *target_space.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=training["lr"], betas=tuple(training["betas"]),
                                   eps=training["eps"], weight_decay=training["weight_decay"])
-    embedder = Embedder(model, data, scaled_genes, device, training["precision"])
+    embedder = Embedder(model, data, scaled_genes, device, training["precision"], clinical)
 
     key = run_key(data, targets, memberships, model_section, slide_encoder_section, training, projector_dim, seed,
                   baseline)
@@ -189,7 +200,7 @@ def train_model(data: ExperimentData, text_paths: Sequence[str | Path], pathways
     _write_history(history, out_dir / "history.csv")  # also when a finished run is resumed with nothing left
     _write_final(out_dir, model, target_space, scaler, pathway_names, pathway_genes, model_section,
                  slide_encoder_section, projector_dim, targets.dim, seed, best_epoch, best_score, data, run_info,
-                 feature_dim, baseline)
+                 feature_dim, baseline, clinical_encoder)
     return pd.DataFrame(history)
 
 
@@ -212,7 +223,8 @@ def run_key(data: ExperimentData, targets: TextTargets, memberships: pd.DataFram
                 for s in sections_and_values]
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(pd.util.hash_pandas_object(data.patients.astype(str), index=False).to_numpy().tobytes())
-    for table, index in ((data.genes, True), (memberships, False)):  # neither exists for Single Modal
+    # genes and memberships do not exist for Single Modal, the clinical fields only with clinical tokens
+    for table, index in ((data.genes, True), (memberships, False), (data.clinical, True)):
         if table is not None:
             digest.update(pd.util.hash_pandas_object(table, index=index).to_numpy().tobytes())
     for patient in sorted(targets.patients):
@@ -265,7 +277,7 @@ def encoder_fingerprint(model: torch.nn.Module) -> str | None:
 
 def _write_final(out_dir, model, target_space, scaler, pathway_names, pathway_genes, model_section,
                  slide_encoder_section, projector_dim, text_dim, seed, best_epoch, best_score, data, run_info,
-                 feature_dim, baseline):
+                 feature_dim, baseline, clinical_encoder):
     from safetensors.torch import load_file
 
     best = load_file(str(out_dir / CHECKPOINT_DIR / BEST_FILE))
@@ -291,6 +303,7 @@ def _write_final(out_dir, model, target_space, scaler, pathway_names, pathway_ge
         "pathways": pathway_names,
         "pathway_genes": pathway_genes,
         "gene_scaler": scaler.state_dict() if scaler is not None else None,
+        "clinical_encoder": clinical_encoder.state_dict() if clinical_encoder is not None else None,
         "encoder_sha256": encoder_fingerprint(model),
         "best_epoch": best_epoch,
         "best_val_balanced_accuracy": best_score if np.isfinite(best_score) else None,

@@ -498,7 +498,8 @@ def test_cli_writes_cohort_splits_and_mismatch_report(tmp_path):
     cohort, metadata = read_parquet(out / "NSCLC.parquet")
     assert list(cohort.columns) == [
         "patient", "site", "project", "diagnosis", "subtype", "subtype_class", "time_months", "event", "stage",
-        "t_stage", "n_stage", "m_stage", "age", "sex", "slides", "has_rna",
+        "t_stage", "n_stage", "m_stage", "age", "sex", "radiation_therapy", "pharmaceutical_therapy", "er_status",
+        "pr_status", "her2_status", "slides", "has_rna",
     ]  # fmt: skip
     assert metadata["site"] == "NSCLC" and len(cohort) == len(patients) - 1
     row = cohort.set_index("patient").loc[patients[5]]

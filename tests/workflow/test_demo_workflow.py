@@ -21,8 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
 SITES = DEMO["demo"]["sites"]
 SEEDS = DEMO["cohort"]["seeds"]
-# the results table's experiments; the ablations (Table 8) have their own table
-EXPERIMENTS = [name for name, experiment in DEMO["experiments"].items() if not experiment.get("ablation")]
+# the results table's experiments; the ablations (Table 8) and the further modalities (Table 10) have their own tables
+EXPERIMENTS = [name for name, experiment in DEMO["experiments"].items()
+               if not experiment.get("ablation") and not experiment.get("multimodal")]
+MULTIMODAL = {name: experiment for name, experiment in DEMO["experiments"].items() if experiment.get("multimodal")}
 BASELINE = DEMO["evaluation"]["frozen_baseline"]["name"]
 # Every seed shares one split per site (cohort.split_per_seed: false), so the frozen encoder is probed once, with the
 # figure seed (evaluation.figure_seed null: the first seed).
@@ -131,6 +133,28 @@ def test_ablation_table_has_every_row_in_config_order_and_no_text_embeddings_own
         assert (run["status"], run["task"], run["seed"]) == ("ok", task, 0)
         row = table[(table.experiment == no_text[0]) & (table.task == task)]
         assert len(row) == 1 and float(row["mean"].iloc[0]) == pytest.approx(run["value"], abs=1e-6)
+
+
+def test_multimodal_table_holds_modaltune_then_the_clinical_run(demo):
+    table = pd.read_csv(demo / "results" / "tables" / "multimodal.csv")
+    reference = DEMO["evaluation"]["multimodal_reference"]
+    runs = {reference: (SITES, SEEDS)} | {name: (e["sites"], e["seeds"]) for name, e in MULTIMODAL.items()}
+    assert list(dict.fromkeys(table["experiment"])) == list(runs)
+    for experiment, (sites, seeds) in runs.items():
+        for site in sites:
+            files = [probe(demo, "probes", experiment, site, f"seed{s}.json") for s in seeds]
+            for task, metric in METRICS.items():
+                row = table[(table.experiment == experiment) & (table.site == site) & (table.task == task)]
+                assert len(row) == 1 and int(row.iloc[0]["seeds"]) == len(seeds), (experiment, site, task)
+                mean, _ = summarise_seeds([f[task][metric] for f in files])
+                assert float(row.iloc[0]["mean"]) == pytest.approx(mean, abs=1e-6)
+    config = json.loads((demo / "results" / "models" / "clinical" / "NSCLC" / "seed0" / "config.json").read_text())
+    # the demo's GDC table records age, stage, T/N/M and treatments; receptor status is BRCA-only
+    assert config["clinical_encoder"]["left_out"] == ["er_status", "pr_status", "her2_status"]
+    markdown = (demo / "results" / "tables" / "multimodal.md").read_text()
+    methods = [line.split("|")[1].strip() for line in markdown.split("### Survival")[0].splitlines()
+               if line.startswith("| ") and "Method" not in line]
+    assert methods == ["ModalTune (WSI + RNA)", "ModalTune w/ Clinical (WSI + RNA + clinical)"]
 
 
 def test_text_probe_table_has_every_site_seed_prompt_and_projector(demo):

@@ -25,15 +25,25 @@ if ABLATION_ROWS and ABLATION_REFERENCE is not None and ABLATION_REFERENCE not i
     raise WorkflowError(f"evaluation.ablation_reference '{ABLATION_REFERENCE}' is not an experiment "
                         f"({list(EXPERIMENTS)}); name the ModalTune experiment or set it to null")
 
+MULTIMODAL = [name for name, experiment in EXPERIMENTS.items() if experiment.get("multimodal", False)]
+MULTIMODAL_REFERENCE = EVALUATION["multimodal_reference"]
+if MULTIMODAL and MULTIMODAL_REFERENCE is not None and MULTIMODAL_REFERENCE not in EXPERIMENTS:
+    raise WorkflowError(f"evaluation.multimodal_reference '{MULTIMODAL_REFERENCE}' is not an experiment "
+                        f"({list(EXPERIMENTS)}); name the ModalTune experiment or set it to null")
 
-def probed_sites(ablations=False):
+
+def probed_sites(ablations=False, multimodal=False):
     """{experiment: sites} of every in-domain probe of the results table, the frozen baseline first (the table's
-    first row); with `ablations`, those of the ablation table: the ablations, then the reference experiment."""
+    first row); with `ablations`, those of the ablation table: the ablations, then the reference experiment; with
+    `multimodal`, those of the multimodal table (Table 10): the reference experiment, then the multimodal ones."""
     if ablations:
         reference = [ABLATION_REFERENCE] if ABLATION_ROWS and ABLATION_REFERENCE not in (None, *ABLATIONS) else []
         return {name: experiment_sites(name) for name in ABLATIONS + reference}
+    if multimodal:
+        reference = [MULTIMODAL_REFERENCE] if MULTIMODAL and MULTIMODAL_REFERENCE not in (None, *MULTIMODAL) else []
+        return {name: experiment_sites(name) for name in reference + MULTIMODAL}
     probed = {FROZEN["name"]: list(SITES)} if FROZEN["enabled"] else {}
-    probed.update({name: experiment_sites(name) for name in EXPERIMENTS if name not in ABLATIONS})
+    probed.update({name: experiment_sites(name) for name in EXPERIMENTS if name not in ABLATIONS + MULTIMODAL})
     return probed
 
 
@@ -101,19 +111,19 @@ def probe_seeds(experiment, site):
     return frozen_seeds(site) if experiment == FROZEN["name"] else experiment_seeds(experiment)
 
 
-def probe_files(ablations=False):
-    """In-domain probe files of the results table (frozen baseline first, then the experiments in config order) or
-    of the ablation table."""
+def probe_files(ablations=False, multimodal=False):
+    """In-domain probe files of the results table (frozen baseline first, then the experiments in config order), of
+    the ablation table or of the multimodal table."""
     return [
         f"results/probes/{experiment}/{site}/seed{seed}.json"
-        for experiment, sites in probed_sites(ablations).items()
+        for experiment, sites in probed_sites(ablations, multimodal).items()
         for site in sites
         for seed in probe_seeds(experiment, site)
     ]
 
 
 def all_probe_files():
-    return list(dict.fromkeys(probe_files() + probe_files(ablations=True)))
+    return list(dict.fromkeys(probe_files() + probe_files(ablations=True) + probe_files(multimodal=True)))
 
 
 def ood_probe_files():
@@ -160,7 +170,8 @@ def probe_batches():
     for site in SITES:
         # a pooled model's probes stay apart, so a site's target (results/sites/{site}.done) trains no pooled model
         in_domain, pooled = [], []
-        probed = {**probed_sites(), **probed_sites(ablations=True)}  # the reference experiment is in both
+        # the reference experiments are in two of them
+        probed = {**probed_sites(), **probed_sites(ablations=True), **probed_sites(multimodal=True)}
         for experiment, sites in probed.items():
             if site in sites:
                 runs = pooled if EXPERIMENTS.get(experiment, {}).get("pooled") else in_domain
@@ -219,6 +230,17 @@ def table_modalities():
     return json.dumps({FROZEN["name"]: "wsi"})
 
 
+def multimodal_labels():
+    """Table 10's row labels: each experiment's label and the modalities its model reads."""
+    labels = {}
+    for name in probed_sites(multimodal=True):
+        model = EXPERIMENT_CONFIG[name]["model"]
+        inputs = ["WSI"] + (["RNA"] if model["transcriptomics"] == "genes" else []) + (
+            ["clinical"] if model["clinical"]["enabled"] else [])
+        labels[name] = f"{EVALUATION['labels'].get(name, name)} ({' + '.join(inputs)})"
+    return json.dumps(labels, sort_keys=True)
+
+
 def ood_table_probes():
     """The frozen baseline on each target site (paper Table 3's `LP` row), then the out-of-distribution runs."""
     targets = list(dict.fromkeys(target for _, _, target in OOD_RUNS))
@@ -237,4 +259,6 @@ def table_targets():
         tables += [f"results/tables/ood.{suffix}" for suffix in ("csv", "md", "html")]
     if ABLATION_ROWS:
         tables += [f"results/tables/ablations.{suffix}" for suffix in ("csv", "md", "html")]
+    if MULTIMODAL:
+        tables += [f"results/tables/multimodal.{suffix}" for suffix in ("csv", "md", "html")]
     return tables

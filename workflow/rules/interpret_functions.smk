@@ -19,6 +19,10 @@ def interpreted_experiments():
     if other:
         raise WorkflowError(f"interpret.experiments: {other} are not ModalTune models with the Modal Adapter "
                             "(model.architecture modaltune, model.finetuning adapter); remove them from the list")
+    clinical = [name for name in chosen if EXPERIMENT_CONFIG[name]["model"]["clinical"]["enabled"]]
+    if clinical:  # the attributions explain the genes of a model without clinical tokens
+        raise WorkflowError(f"interpret.experiments: {clinical} have clinical tokens, which the gene attributions do "
+                            "not cover; remove them from interpret.experiments")
     return chosen
 
 

@@ -80,6 +80,30 @@ rule ablation_table:
         "--labels {params.labels:q} > {log} 2>&1"
 
 
+# Paper Table 10: the reference experiment (ModalTune, WSI + RNA) and the experiments marked multimodal (ModalTune w/
+# Clinical), per site plus the mean, mean ± std over seeds.
+rule multimodal_table:
+    input:
+        probe_files(multimodal=True),
+    output:
+        csv="results/tables/multimodal.csv",
+        markdown="results/tables/multimodal.md",
+        html=report("results/tables/multimodal.html", caption="../report/multimodal_table.rst", category="Tables"),
+    log:
+        "results/logs/multimodal_table/multimodal.log",
+    params:
+        labels=multimodal_labels(),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    localrule: True
+    conda:
+        "../../envs/base.yaml"
+    shell:
+        "modaltune tables {input:q} --out {output.csv:q} --labels {params.labels:q} > {log} 2>&1"
+
+
 TARGETS.append(table_targets)
 
 
