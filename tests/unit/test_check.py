@@ -87,8 +87,13 @@ def test_check_counts_the_demo_sites_patients_and_plans_its_jobs(demo_run):
     loaded = config.load(files)
     running, _ = config.experiment_sites(loaded, [SITE])  # pancancer skipped: pooled over one site
     per_job = loaded["training"]["seeds_per_job"]
-    runs = [loaded["experiments"][name].get("seeds") or loaded["cohort"]["seeds"] for name in running]
-    assert planned(report, "train") == sum(math.ceil(len(seeds) / per_job) for seeds in runs)
+    experiments = loaded["experiments"]
+    runs = {name: experiments[name].get("seeds") or loaded["cohort"]["seeds"] for name in running}
+    supervised = [name for name in runs if experiments[name].get("objective") == "supervised"]  # No Text Embedding
+    assert supervised
+    assert planned(report, "train") == sum(math.ceil(len(seeds) / per_job) for name, seeds in runs.items()
+                                           if name not in supervised)
+    assert planned(report, "train_supervised") == len(supervised)  # the demo: a site's task runs in one job
     slide_files = len(list((site / "slides").glob("*.svs")))
     assert planned(report, "tile") == math.ceil(slide_files / loaded["slides"]["slides_per_job"])
     assert report.jobs["total"] == sum(count for rule, count in report.jobs.items() if rule != "total")

@@ -241,12 +241,16 @@ def test_clinical_tokens_extend_the_multimodal_sequence_and_nothing_else():
         plain(features, coords, genes, clinical=vector)
 
 
-def test_clinical_tokens_with_lora_stop_the_config_check():
+@pytest.mark.parametrize("model", [{"finetuning": "lora"}, {"architecture": "abmil_cat"}])
+def test_clinical_tokens_without_the_modal_adapter_stop_the_config_check(model):
     config = load(["config/demo.yaml"])
-    config["experiments"]["x"] = {"pooled": False, "sites": "all",
-                                  "model": {"finetuning": "lora", "clinical": {"enabled": True}}}
+    config["experiments"]["x"] = {"pooled": False, "sites": "all", "model": {**model, "clinical": {"enabled": True}}}
     with pytest.raises(ConfigError, match=r"^config error: experiments.x: key 'model.clinical.enabled'.*adapter"):
         experiment_sections(config, "x")
+
+
+def test_an_experiment_in_both_the_ablation_and_the_multimodal_table_stops_the_config_check():
+    config = load(["config/demo.yaml"])
     config["experiments"]["x"] = {"pooled": False, "sites": "all", "ablation": True, "multimodal": True}
     with pytest.raises(ConfigError, match=r"experiments.x: ablation and multimodal"):
         experiment_sections(config, "x")

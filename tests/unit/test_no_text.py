@@ -159,6 +159,7 @@ def test_the_demo_experiment_validates_and_merges_modaltunes_sections():
     ({"model": {"projector": "trainable"}}, r"experiments\.x\.model\.projector: objective supervised has no text"),
     ({"model": {"tasks": ["subtype"]}}, r"experiments\.x\.model\.tasks: objective supervised trains one model per task"),
     ({"model": {"transcriptomics": "learned"}}, r"experiments\.x\.model\.transcriptomics: objective supervised"),
+    ({"model": {"clinical": {"enabled": True}}}, r"experiments\.x\.model\.clinical\.enabled: objective supervised"),
     ({"objective": "labels"}, r"key 'experiments\.x\.objective': 'labels' is not one of \['text', 'supervised'\]"),
 ])
 def test_a_combination_that_cannot_work_stops_with_one_line_naming_experiment_and_key(override, message):
