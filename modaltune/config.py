@@ -81,7 +81,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
 # from the top-level section, and the text embeddings (encoder, prompts) are computed once for every experiment.
 EXPERIMENT_SECTIONS = ("model", "training", "text")
 NOT_PER_EXPERIMENT = {
-    "training": ("gpus", "threads", "mem_mb", "runtime"),
+    "training": ("gpus", "threads", "mem_mb", "runtime", "seeds_per_job", "experiments_per_job"),
     "text": ("encoder", "batch_size", "device", "duration_bins", "site_words", "minilm", "conch", "hf"),
 }
 # Embedding width of each text encoder (modaltune.text.encoders; this module stays free of torch).
@@ -163,6 +163,9 @@ def validate_sections(config: dict[str, Any]) -> dict[str, Any]:
 def check_combinations(config: Mapping[str, Any]) -> None:
     """Settings that are valid one by one but cannot work together."""
     model, text = config["model"], config["text"]
+    if config["training"]["experiments_per_job"] > 1 and config["training"]["seeds_per_job"] == 1:
+        raise ConfigError("config error: key 'training.experiments_per_job': batching experiments needs the batch "
+                          "jobs of training.seeds_per_job above 1; set experiments_per_job to 1")
     if model["architecture"] != "modaltune" and (model["transcriptomics"], model["finetuning"]) != ("genes", "adapter"):
         raise ConfigError(f"config error: key 'model.architecture': {model['architecture']} is a baseline with its own "
                           "gene branch and no slide encoder; it needs model.transcriptomics genes and model.finetuning "

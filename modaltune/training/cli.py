@@ -1,12 +1,13 @@
 """`modaltune train` and `modaltune embed`: training runs (experiment, sites, seed) and their patient embeddings.
 
-`train` takes several seeds so that the demo pays the torch start-up once for all seeds of a model, and it can write
-the runs' embeddings itself (`--embed-site`), so the demo needs no separate embedding job per model; `embed` takes
-several seeds' models for the same reason. Real cohorts run one resumable job per run and per embedding file.
+`train` takes several seeds, and several experiments that train on the same sites, so that the demo pays the torch
+start-up once for all of them, and it can write the runs' embeddings itself (`--embed-site`), so the demo needs no
+separate embedding job per model; `embed` takes several seeds' models for the same reason. Real cohorts run one
+resumable job per run and per embedding file.
 
-Input paths follow the data contracts under ``--results``; ``--params`` is a JSON object holding the config
-sections model, slide_encoder, training, text and features (:func:`job_sections`), and for a model on a registered
-baseline (``model.architecture`` other than modaltune) that baseline's entry of ``baselines``.
+Input paths follow the data contracts under ``--results``; ``--params`` is, per experiment, a JSON object holding the
+config sections model, slide_encoder, training, text and features (:func:`job_sections`), and for a model on a
+registered baseline (``model.architecture`` other than modaltune) that baseline's entry of ``baselines``.
 """
 
 from __future__ import annotations
@@ -46,19 +47,21 @@ def baseline_settings(raw_params: str, model: Mapping[str, Any]) -> dict[str, An
 
 
 def register(subparsers) -> None:
-    train = subparsers.add_parser("train", help="train ModalTune models (one experiment and site group, some seeds)")
-    train.add_argument("--experiment", required=True)
+    train = subparsers.add_parser("train", help="train ModalTune models (experiments on one site group, some seeds)")
+    train.add_argument("--experiment", required=True, nargs="+", help="experiments, each trained for every --seed")
     train.add_argument("--sites", nargs="+", required=True, help="sites trained on (several = pooled)")
     train.add_argument("--seed", type=int, nargs="+", required=True, help="split seeds, one run each, in turn")
     train.add_argument("--results", default="results", help="folder holding cohort/, omics/, text/, features/")
     train.add_argument("--out", required=True, nargs="+",
-                       help="results/models/{experiment}/{site or pooled}/seed{seed}, one per --seed")
+                       help="results/models/{experiment}/{site or pooled}/seed{seed}: for each --experiment in turn, "
+                            "one per --seed")
     train.add_argument("--embed-site", nargs="*", default=[],
                        help="sites whose patients each trained run embeds (the workflow: the sites trained on)")
     train.add_argument("--embeddings", nargs="*", default=[],
-                       help="embedding files to write: for each --seed in turn, one per --embed-site")
-    train.add_argument("--params", required=True,
-                       help=f"JSON with the config sections {', '.join(SECTIONS)} (and baselines.<model.architecture>)")
+                       help="embedding files to write: for each run (as --out) in turn, one per --embed-site")
+    train.add_argument("--params", required=True, nargs="+",
+                       help=f"per --experiment, JSON with the config sections {', '.join(SECTIONS)} "
+                            "(and baselines.<model.architecture>)")
     train.set_defaults(func=run_train)
 
     embed = subparsers.add_parser("embed", help="patient embeddings of one site from trained models")
@@ -93,42 +96,53 @@ def site_files(results: Path, site: str, seed: int, tile_encoder: str, text_enco
 def run_train(args) -> int:
     import torch
 
+    runs = [(experiment, seed) for experiment in args.experiment for seed in args.seed]
+    if len(args.params) != len(args.experiment):
+        raise SystemExit(f"modaltune train: {len(args.experiment)} --experiment but {len(args.params)} --params; "
+                         "give one each")
+    if len(args.out) != len(runs):
+        raise SystemExit(f"modaltune train: {len(args.experiment)} --experiment x {len(args.seed)} --seed runs but "
+                         f"{len(args.out)} --out folders; give one each")
+    if len(args.embeddings) != len(runs) * len(args.embed_site):
+        raise SystemExit(f"modaltune train: --embeddings needs {len(runs) * len(args.embed_site)} files "
+                         "(for each run, one per --embed-site)")
+    raw_params = dict(zip(args.experiment, args.params, strict=True))
+    params = {experiment: sections_from_json(raw, SECTIONS) for experiment, raw in raw_params.items()}
+    torch.set_num_threads(params[args.experiment[0]]["training"]["threads"])  # a job resource: the same for all
+    embeddings = iter(args.embeddings)
+    for (experiment, seed), out in zip(runs, args.out, strict=True):
+        train_run(experiment, seed, args.sites, Path(args.results), out, params[experiment],
+                  baseline_settings(raw_params[experiment], params[experiment]["model"]))
+        for site in args.embed_site:
+            embed_with(out, Path(args.results), site, seed, next(embeddings), params[experiment])
+    return 0
+
+
+def train_run(experiment: str, seed: int, sites: list[str], results: Path, out: str | Path, params: dict,
+              baseline: dict | None) -> None:
+    """One training run of `train`: the experiment's data on ``sites`` with split seed ``seed``, into ``out``."""
     from modaltune.models.slide_encoder import SLIDE_ENCODERS
     from modaltune.training.data import BagOptions, ExperimentData
     from modaltune.training.loop import train_model
 
-    if len(args.out) != len(args.seed):
-        raise SystemExit(f"modaltune train: {len(args.seed)} --seed but {len(args.out)} --out folders; give one each")
-    if len(args.embeddings) != len(args.seed) * len(args.embed_site):
-        raise SystemExit(f"modaltune train: --embeddings needs {len(args.seed) * len(args.embed_site)} files "
-                         "(for each --seed, one per --embed-site)")
-    params = sections_from_json(args.params, SECTIONS)
-    baseline = baseline_settings(args.params, params["model"])
     training = params["training"]
-    torch.set_num_threads(training["threads"])
-    results = Path(args.results)
     grid = SLIDE_ENCODERS[params["slide_encoder"]["name"]]
     bags = BagOptions.for_encoder(grid, training["tile_cap"], training["slide_gap_px"])
     with_genes = params["model"]["transcriptomics"] == "genes"  # Single Modal never reads the gene table
     clinical = params["model"]["clinical"]
     clinical_fields = clinical["fields"] if clinical["enabled"] else ()
-    embeddings = iter(args.embeddings)
-    for seed, out in zip(args.seed, args.out, strict=True):
-        sites = [site_files(results, site, seed, params["features"]["encoder"], params["text"]["encoder"])
-                 for site in args.sites]
-        train_model(
-            ExperimentData(sites, seed, bags, with_genes=with_genes, clinical_fields=clinical_fields),
-            [files.text for files in sites],
-            results / "omics" / "pathways.parquet",
-            model_section=params["model"], slide_encoder_section=params["slide_encoder"], training=training,
-            projector_dim=params["text"]["projector_dim"], seed=seed, out_dir=out,
-            run_info={"experiment": args.experiment, "text_encoder": params["text"]["encoder"],
-                      "tile_encoder": params["features"]["encoder"]},
-            baseline=baseline,
-        )
-        for site in args.embed_site:
-            embed_with(out, results, site, seed, next(embeddings), params)
-    return 0
+    files = [site_files(results, site, seed, params["features"]["encoder"], params["text"]["encoder"])
+             for site in sites]
+    train_model(
+        ExperimentData(files, seed, bags, with_genes=with_genes, clinical_fields=clinical_fields),
+        [site.text for site in files],
+        results / "omics" / "pathways.parquet",
+        model_section=params["model"], slide_encoder_section=params["slide_encoder"], training=training,
+        projector_dim=params["text"]["projector_dim"], seed=seed, out_dir=out,
+        run_info={"experiment": experiment, "text_encoder": params["text"]["encoder"],
+                  "tile_encoder": params["features"]["encoder"]},
+        baseline=baseline,
+    )
 
 
 def run_embed(args) -> int:

@@ -212,7 +212,7 @@ def _trained_tensors(model: ModalTune, target_space: TargetSpace) -> dict[str, t
 
 
 # Settings that change where and how fast a run goes, not its result: a checkpoint stays valid across them.
-RUNTIME_KEYS = ("device", "threads", "gpus", "mem_mb", "runtime")
+RUNTIME_KEYS = ("device", "threads", "gpus", "mem_mb", "runtime", "seeds_per_job", "experiments_per_job")
 
 
 def run_key(data: ExperimentData, targets: TextTargets, memberships: pd.DataFrame, *sections_and_values) -> str:

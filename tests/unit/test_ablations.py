@@ -48,6 +48,7 @@ def test_an_experiment_override_merges_into_a_copy_and_is_validated():
     ({"model": {"projector": "none"}}, r"^config error: experiments\.x: key 'text\.projector_dim'.*width 384"),
     ({"text": {"encoder": "conch"}}, r"^config error: experiments\.x\.text\.encoder cannot differ per experiment"),
     ({"training": {"threads": 4}}, r"^config error: experiments\.x\.training\.threads cannot differ"),
+    ({"training": {"experiments_per_job": 2}}, r"^config error: experiments\.x\.training\.experiments_per_job "),
     ({"seeds": [7]}, r"^config error: experiments\.x\.seeds \[7\] must be among cohort\.seeds"),
 ])
 def test_a_bad_override_stops_with_one_line_naming_experiment_and_key(override, message):

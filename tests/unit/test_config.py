@@ -112,6 +112,11 @@ def test_wrong_type_names_the_key():
         config.validate({"slides": {"tile_px": "big"}})
 
 
+def test_batching_experiments_without_the_batch_jobs_is_refused_in_one_line():
+    with pytest.raises(config.ConfigError, match=r"^config error: key 'training\.experiments_per_job'.*seeds_per_job"):
+        config.validate({"training": {"seeds_per_job": 1, "experiments_per_job": 4}})
+
+
 def test_defaults_are_filled():
     filled = config.validate({})
     assert filled["slides"]["tile_px"] == 256 and filled["slides"]["mpp"] == 0.5

@@ -351,3 +351,31 @@ def test_one_train_command_for_several_seeds_equals_one_command_per_seed(cohort,
     assert set(pd.read_parquet(embeddings[1])["patient"]) == set(splits["patient"])
     with pytest.raises(SystemExit, match="one per --embed-site"):
         main(["train", *common, "--seed", "0", "--out", str(single), "--embed-site", "S1"])
+
+
+def test_one_train_command_for_several_experiments_equals_one_command_each(cohort, tmp_path):
+    """The demo's ablation batch (experiments that train the same seed on the same site, each with its own
+    sections) gives every experiment the model and embeddings of its own `train` command."""
+    from modaltune.cli import main
+
+    model, encoder, training = sections(epochs=1)
+    shared = {"slide_encoder": encoder, "training": training, "text": {"encoder": "minilm", "projector_dim": 16},
+              "features": {"encoder": "tiny"}}
+    params = {"plain": json.dumps({"model": model, **shared}),
+              "general": json.dumps({"model": dict(model, tasks=["general"]), **shared})}
+    common = ["--sites", "S1", "--seed", "0", "--results", str(cohort), "--embed-site", "S1"]
+    batch = {name: tmp_path / "batch" / name for name in params}
+    assert main(["train", "--experiment", *params, *common, "--out", *map(str, batch.values()),
+                 "--embeddings", *[str(folder / "S1.parquet") for folder in batch.values()],
+                 "--params", *params.values()]) == 0
+    for name, raw in params.items():
+        alone = tmp_path / "alone" / name
+        assert main(["train", "--experiment", name, *common, "--out", str(alone),
+                     "--embeddings", str(alone / "S1.parquet"), "--params", raw]) == 0
+        a, b = load_file(str(batch[name] / "model.safetensors")), load_file(str(alone / "model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        pd.testing.assert_frame_equal(pd.read_parquet(batch[name] / "S1.parquet"), pd.read_parquet(alone / "S1.parquet"))
+        assert json.loads((batch[name] / "config.json").read_text())["experiment"] == name
+    assert load_file(str(batch["general"] / "model.safetensors"))["task_prompts"].shape[0] == 1
+    with pytest.raises(SystemExit, match="2 --experiment but 1 --params"):
+        main(["train", "--experiment", *params, *common, "--out", "x", "y", "--params", params["plain"]])

@@ -1,9 +1,12 @@
 """Dry runs of the ablation experiments (paper Table 8): the TCGA template's commented rows, uncommented, plan one
-model per in-domain site and seed (No Text Embedding: one single-task job per site, seed and task) and the ablation
-table; on the demo, the Single Modal run has no gene input, the No Text Embedding runs are one job, and the ABMIL (cat)
-w/ text emb. runs read no slide encoder weights and get their baselines.abmil_cat settings."""
+model per in-domain site and seed (No Text Embedding: one single-task job per site, seed and task; Single Modal: no
+gene input) and the ablation table; the demo trains its text-trained ablations in one job and the No Text Embedding
+runs in another, and the ABMIL (cat) w/ text emb. runs read no slide encoder weights and get their baselines.abmil_cat
+settings."""
 
+import json
 import re
+import shlex
 
 import pytest
 import yaml
@@ -53,8 +56,11 @@ def test_the_tcga_template_ablations_plan_a_model_per_site_and_seed_and_the_abla
     assert not [p for p in outputs if NO_TEXT in p and not p.startswith("results/ablations/")]
     weights = yaml.safe_load(placeholders.read_text())["slide_encoder"]["weights"]
     train = {name: [b for b in result.stdout.split("\nrule ") if b.startswith("train:") and f"models/{name}/" in b]
-             for name in ("abmil_text", "modaltune")}
+             for name in ("abmil_text", "modaltune", "single_modal")}
     inputs = {name: [re.search(r"^\s+input: (.*)$", b, re.M).group(1) for b in blocks] for name, blocks in train.items()}
+    # Single Modal's runs never read a gene table; the others do
+    assert len(inputs["single_modal"]) == 12 and not [line for line in inputs["single_modal"] if "results/omics/" in line]
+    assert all("results/omics/" in line for line in inputs["modaltune"])
     assert len(inputs["abmil_text"]) == 12 and all(weights in line for line in inputs["modaltune"])
     assert not [line for line in inputs["abmil_text"] if weights in line]
     for block in train["abmil_text"]:
@@ -62,7 +68,7 @@ def test_the_tcga_template_ablations_plan_a_model_per_site_and_seed_and_the_abla
         assert '"baselines": {"abmil_cat": {' in block and '"abmil_kp"' not in block  # only its own settings
 
 
-def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_path):
+def test_the_demo_runs_every_ablation_once_and_the_text_trained_ones_in_one_job(tmp_path):
     result = snakemake(tmp_path / "run", "--dry-run", "--printshellcmds")
     jobs = planned_jobs(result.stdout)
     outputs = {path for job in jobs for path in job.outputs}
@@ -71,11 +77,15 @@ def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_p
         assert f"results/probes/{experiment}/NSCLC/seed0.json" in outputs
         assert not [p for p in outputs if p.startswith(f"results/probes/{experiment}/") and "seed0" not in p]
     blocks = result.stdout.split("\nrule ")
-    single = [b for b in blocks if re.match(r"train(_batch\d+)?:", b) and "models/single_modal/" in b]
-    assert len(single) == 1
-    inputs = re.search(r"^\s+input: (.*)$", single[0], re.M).group(1)
-    assert "results/omics/" not in inputs and "results/text/NSCLC_seed0_" in inputs
-    assert '"transcriptomics": "learned"' in single[0]  # the experiment's merged model section reaches the job
+    # the text-trained ablations and the clinical run (NSCLC, seed 0) share one job (training.experiments_per_job)
+    batch = [b for b in blocks if re.match(r"train_batch\d+:", b) and "models/single_modal/" in b]
+    assert len(batch) == 1
+    assert f"--experiment {' '.join([*PROBED, 'clinical'])} --sites NSCLC --seed 0 " in batch[0]
+    params = re.search(r"--params (.*) > ", batch[0]).group(1)
+    sections = [json.loads(raw) for raw in shlex.split(params)]
+    # each experiment's merged model section reaches the job, in --experiment order
+    assert [s["model"]["transcriptomics"] for s in sections] == ["learned"] + ["genes"] * len(PROBED)
+    assert [s["model"]["architecture"] for s in sections].index("abmil_cat") == PROBED.index("abmil_text")
     # No Text Embedding: both NSCLC runs of seed 0 in one job, nothing else of that experiment
     no_text = [job for job in jobs if NO_TEXT in " ".join(job.outputs)]
     assert len(no_text) == 1 and no_text[0].rule.startswith("train_supervised")
@@ -87,8 +97,6 @@ def test_the_demo_runs_every_ablation_once_and_single_modal_reads_no_genes(tmp_p
     table = next(b for b in blocks if b.startswith("ablation_table:"))
     assert f"--order {' '.join(TABLE_ORDER)} " in table
     assert f"--baselines results/ablations/{NO_TEXT}/NSCLC/seed0/subtype.json " in table
-    abmil = [b for b in blocks if re.match(r"train(_batch\d+)?:", b) and "models/abmil_text/" in b]
-    assert len(abmil) == 1 and '"architecture": "abmil_cat"' in abmil[0]
 
 
 def test_a_config_without_ablations_or_a_modaltune_experiment_plans_no_ablation_table(tmp_path):

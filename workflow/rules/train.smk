@@ -3,7 +3,8 @@
 # trains results/models/{experiment}/pooled/seed{seed} on all its sites. Both write embeddings per site, which the
 # evaluation stage probes. An interrupted training job resumes from its last epoch (checkpoint/ in the model folder).
 # Real cohorts: one job per run (`train`) and per embedding file (`embed`); the demo (`training.seeds_per_job` > 1)
-# trains a model's seeds in one job that writes their embeddings too (`train_batch<N>`).
+# trains a model's seeds, and with `training.experiments_per_job` the experiments that train the same seeds on the
+# same sites (a site's ablations), in one job that writes their embeddings too (`train_batch<N>`).
 
 include: "train_functions.smk"
 
@@ -65,7 +66,7 @@ if TRAINING["seeds_per_job"] == 1:
 
 
 else:
-    # Several seeds per job (the demo): one rule per batch; the job also writes the embeddings of its sites, so the
+    # Several runs per job (the demo): one rule per batch; the job also writes the embeddings of its sites, so the
     # demo has no embed job.
     for batch, job in enumerate(train_batches()):
 
@@ -80,19 +81,19 @@ else:
             log:
                 job.log,
             params:
-                experiment=job.experiment,
+                experiments=" ".join(job.experiments),
                 sites=" ".join(job.sites),
                 seeds=" ".join(map(str, job.seeds)),
                 folders=model_folders,
-                sections=experiment_sections(job.experiment),
+                sections=[experiment_sections(experiment) for experiment in job.experiments],
             threads: TRAINING["threads"]
             resources:
                 mem_mb=TRAINING["mem_mb"],
-                runtime=TRAINING["runtime"] * len(job.seeds),
+                runtime=TRAINING["runtime"] * len(job.runs),
                 gpu=TRAINING["gpus"],
             conda:
                 "../../envs/torch.yaml"
             shell:
-                "modaltune train --experiment {params.experiment} --sites {params.sites} --seed {params.seeds} "
+                "modaltune train --experiment {params.experiments} --sites {params.sites} --seed {params.seeds} "
                 "--out {params.folders} --embed-site {params.sites} --embeddings {output.embeddings:q} "
                 "--params {params.sections:q} > {log:q} 2>&1"

@@ -109,26 +109,33 @@ MODEL_FILES = ("model.safetensors", "config.json", "history.csv")
 
 
 class TrainBatch(NamedTuple):
-    """The runs of one demo training job: some seeds of one experiment and site group; each embeds its sites."""
+    """The runs of one demo training job: some seeds of one or more experiments (`training.experiments_per_job`)
+    that train on the same site group; each run embeds its sites."""
 
-    experiment: str
+    experiments: list
     group: str
     sites: list
     seeds: list
 
     @property
+    def runs(self):
+        """(experiment, seed) of each run, in the order `modaltune train --out` expects."""
+        return [(experiment, seed) for experiment in self.experiments for seed in self.seeds]
+
+    @property
     def folders(self):
-        return [f"results/models/{self.experiment}/{self.group}/seed{seed}" for seed in self.seeds]
+        return [f"results/models/{experiment}/{self.group}/seed{seed}" for experiment, seed in self.runs]
 
     @property
     def embedding_files(self):
-        """For each seed in turn, one file per site (the order `modaltune train --embeddings` expects)."""
-        return [f"results/embeddings/{self.experiment}/{site}/seed{seed}.parquet"
-                for seed in self.seeds for site in self.sites]
+        """For each run in turn, one file per site (the order `modaltune train --embeddings` expects)."""
+        return [f"results/embeddings/{experiment}/{site}/seed{seed}.parquet"
+                for experiment, seed in self.runs for site in self.sites]
 
     @property
     def log(self):
-        return f"results/logs/train/{self.experiment}/{self.group}/seeds{'-'.join(map(str, self.seeds))}.log"
+        return (f"results/logs/train/{'+'.join(self.experiments)}/{self.group}/"
+                f"seeds{'-'.join(map(str, self.seeds))}.log")
 
 
 def seed_batches(seeds, size):
@@ -137,15 +144,18 @@ def seed_batches(seeds, size):
 
 
 def train_batches():
-    """Every training run, `training.seeds_per_job` seeds of one experiment and site group per batch."""
-    batches = []
+    """Every training run in batches: `training.seeds_per_job` seeds of one site group, and up to
+    `training.experiments_per_job` experiments (in config order) that train those seeds on that group."""
+    experiments = {}  # (group, sites, seeds) -> the experiments that train them
     for experiment in EXPERIMENTS:
         sites = experiment_sites(experiment)
         groups = {POOLED: sites} if EXPERIMENTS[experiment]["pooled"] else {site: [site] for site in sites}
         for group, trained_on in groups.items():
-            batches += [TrainBatch(experiment, group, trained_on, seeds)
-                        for seeds in seed_batches(experiment_seeds(experiment), TRAINING["seeds_per_job"])]
-    return batches
+            for seeds in seed_batches(experiment_seeds(experiment), TRAINING["seeds_per_job"]):
+                experiments.setdefault((group, tuple(trained_on), tuple(seeds)), []).append(experiment)
+    return [TrainBatch(chunk, group, list(sites), list(seeds))
+            for (group, sites, seeds), names in experiments.items()
+            for chunk in seed_batches(names, TRAINING["experiments_per_job"])]
 
 
 def model_folders(wildcards, output):
@@ -154,10 +164,10 @@ def model_folders(wildcards, output):
 
 
 def train_batch_inputs(job):
-    """Inputs of a batch job: each seed's training inputs, without repeats."""
-    with_genes = uses_genes(job.experiment)
-    parts = [site_inputs(job.sites, seed, with_text=True, with_genes=with_genes,
-                         with_slide_encoder=uses_slide_encoder(job.experiment)) for seed in job.seeds]
+    """Inputs of a batch job: each run's training inputs, without repeats."""
+    parts = [site_inputs(job.sites, seed, with_text=True, with_genes=uses_genes(experiment),
+                         with_slide_encoder=uses_slide_encoder(experiment)) for experiment, seed in job.runs]
+    with_genes = any(uses_genes(experiment) for experiment in job.experiments)
     inputs = {"pathways": ["results/omics/pathways.parquet"]} if with_genes else {}
     for part in parts:
         for key, value in part.items():
