@@ -14,6 +14,8 @@ def register(subparsers) -> None:
                         help="JSON object: probed experiment -> wsi, genomics or multimodal (default multimodal)")
     parser.add_argument("--order", nargs="*", default=[],
                         help="experiments in row order (probed and single-task alike), the others after them")
+    parser.add_argument("--not-run", default="{}",
+                        help="JSON object: row label -> why this run cannot fill it (evaluation.ablation_not_run)")
     parser.add_argument("--unranked", nargs="*", default=[],
                         help="experiments left out of the bold best value (Table 3's model supervised on the target)")
     parser.set_defaults(func=run)
@@ -40,7 +42,7 @@ def run(args) -> int:
                      ignore_index=True)
     long = in_row_order(long, args.order)
     labels = {name: spec.label for name, spec in BASELINES.items()} | json.loads(args.labels)
-    for path in write_tables(results_table(long), args.out, labels, args.unranked):
+    for path in write_tables(results_table(long), args.out, labels, args.unranked, json.loads(args.not_run)):
         print(path)
     return 0
 

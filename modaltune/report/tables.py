@@ -131,10 +131,14 @@ def best_mask(values: pd.Series, ranked: pd.Series) -> pd.Series:
 MARKUPS = {"markdown": lambda text: f"**{text}**", "html": lambda text: f"<strong>{escape(text)}</strong>"}
 
 
+NOT_RUN = "not run"
+
+
 def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None, markup: str = "markdown",
-               unranked: Collection[str] = ()) -> dict[str, pd.DataFrame]:
+               unranked: Collection[str] = (), not_run: Collection[str] = ()) -> dict[str, pd.DataFrame]:
     """One block per task; the best value per site column and in the Mean column in bold (``markup``), as the
-    paper marks them, among the rows whose experiment is not in ``unranked``. HTML text comes escaped."""
+    paper marks them, among the rows whose experiment is not in ``unranked``; the ``not_run`` row labels before the
+    last row, "not run" in every column. HTML text comes escaped."""
     strong = MARKUPS[markup]
     plain = escape if markup == "html" else str
     blocks = {}
@@ -157,7 +161,10 @@ def _formatted(table: pd.DataFrame, labels: Mapping[str, str] | None = None, mar
         per_row = per_row.reindex(order)
         top = best_mask(per_row["overall"], ~per_row["experiment"].isin(list(unranked)))
         wide["Mean"] = [strong(f"{v:.3f}") if b else f"{v:.3f}" for v, b in zip(per_row["overall"], top, strict=True)]
-        block = wide.reset_index().rename(columns={"row": "Method"}).rename_axis(columns=None)
+        if not_run:  # before the last row: the ablation table's reference (ModalTune) stays last
+            missing = pd.DataFrame(NOT_RUN, index=[plain(label) for label in not_run], columns=wide.columns)
+            wide = pd.concat([wide.iloc[:-1], missing, wide.iloc[-1:]])
+        block = wide.reset_index(names="row").rename(columns={"row": "Method"}).rename_axis(columns=None)
         if rows["modality"].nunique() > 1:  # the paper's group column, named on the first row of each group
             modality = rows.groupby("row", sort=False)["modality"].first().reindex(order).map(MODALITY_TITLES)
             block.insert(0, "Modality", modality.where(modality != modality.shift()).fillna("").to_numpy())
@@ -172,30 +179,38 @@ def _skipped_notes(table: pd.DataFrame, labels: Mapping[str, str] | None) -> lis
 
 
 def write_tables(table: pd.DataFrame, stem: str | os.PathLike, labels: Mapping[str, str] | None = None,
-                 unranked: Collection[str] = ()) -> list[Path]:
+                 unranked: Collection[str] = (), not_run: Mapping[str, str] | None = None) -> list[Path]:
     """Write ``{stem}.csv`` (numbers), ``{stem}.md`` and ``{stem}.html`` (one block per task, rows named by
     ``labels``: experiment name -> label; the best value per column in bold, the rows of ``unranked`` experiments
-    left out of that comparison, as Table 3 leaves out the models supervised on the target site)."""
+    left out of that comparison, as Table 3 leaves out the models supervised on the target site). ``not_run`` (row
+    label -> reason) lists rows this run cannot fill before the last row, their reasons under the tables; the CSV
+    holds measured cells only."""
     stem = Path(stem)
+    not_run = dict(not_run or {})
     written = []
     with atomic_path(stem.with_suffix(".csv")) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     written.append(stem.with_suffix(".csv"))
     notes = _skipped_notes(table, labels)
-    blocks = _formatted(table, labels, "markdown", unranked)
+    missing = [f"{label}: {reason}" for label, reason in not_run.items()]
+    blocks = _formatted(table, labels, "markdown", unranked, not_run)
     markdown = "\n\n".join(f"### {TASK_TITLES[t]}\n\n{b.to_markdown(index=False, disable_numparse=True)}"
                            for t, b in blocks.items())
     if notes:
         markdown += "\n\n\\* Runs skipped (mean over the other seeds):\n\n" + "\n".join(f"- {n}" for n in notes)
+    if missing:
+        markdown += "\n\nNot run:\n\n" + "\n".join(f"- {n}" for n in missing)
     with atomic_path(stem.with_suffix(".md")) as tmp:
         tmp.write_text(markdown + "\n")
     written.append(stem.with_suffix(".md"))
-    blocks = _formatted(table, labels, "html", unranked)  # cells escaped there: bold is markup
+    blocks = _formatted(table, labels, "html", unranked, not_run)  # cells escaped there: bold is markup
     html = "\n".join(f"<h3>{TASK_TITLES[t]}</h3>\n{b.to_html(index=False, border=0, escape=False)}"
                      for t, b in blocks.items())
     if notes:
         items = "".join(f"<li>{escape(n)}</li>" for n in notes)
         html += f"\n<p>* Runs skipped (mean over the other seeds):</p>\n<ul>{items}</ul>"
+    if missing:
+        html += f"\n<p>Not run:</p>\n<ul>{''.join(f'<li>{escape(n)}</li>' for n in missing)}</ul>"
     with atomic_path(stem.with_suffix(".html")) as tmp:
         tmp.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'></head><body>\n{html}\n</body></html>\n")
     written.append(stem.with_suffix(".html"))

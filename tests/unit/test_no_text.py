@@ -186,14 +186,23 @@ def test_the_ablation_table_places_the_single_task_rows_in_config_order(tmp_path
     order = ["single_modal", "no_text_embedding", "single_task_prompt", "modaltune"]
     labels = {"single_modal": "Single Modal", "no_text_embedding": "No Text Embedding",
               "single_task_prompt": "Single Task Prompt", "modaltune": "ModalTune"}
+    not_run = {"ModalTune w/ MedLlama": "needs a local 8B text model"}
     assert main(["tables", *map(str, probes), "--baselines", *map(str, runs), "--order", *order,
-                 "--out", str(tmp_path / "ablations.csv"), "--labels", json.dumps(labels)]) == 0
+                 "--out", str(tmp_path / "ablations.csv"), "--labels", json.dumps(labels),
+                 "--not-run", json.dumps(not_run)]) == 0
     markdown = (tmp_path / "ablations.md").read_text()
-    for task, block in zip(values, markdown.split("### Survival"), strict=True):
+    tables, notes = markdown.split("\n\nNot run:\n\n")
+    for task, block in zip(values, tables.split("### Survival"), strict=True):
         rows = [line.split("|")[1].strip() for line in block.splitlines() if line.startswith("| ")][1:]
-        assert rows == [labels[name] for name in order], task
+        # the row this run cannot fill comes before the reference (ModalTune last), "not run" in every column
+        assert rows == [*(labels[name] for name in order[:-1]), "ModalTune w/ MedLlama", "ModalTune"], task
         row = next(line for line in block.splitlines() if "No Text Embedding" in line)
         assert row.split("|")[2].strip().strip("*") == f"{values[task]:.3f}"  # one seed: the record's value alone
+        missing = next(line for line in block.splitlines() if "MedLlama" in line)
+        assert [cell.strip() for cell in missing.split("|")[2:-1]] == ["not run", "not run"]  # NSCLC, Mean
+    assert notes.strip() == "- ModalTune w/ MedLlama: needs a local 8B text model"
+    assert "MedLlama" in (tmp_path / "ablations.html").read_text()
+    assert "MedLlama" not in (tmp_path / "ablations.csv").read_text()  # the CSV holds measured cells only
     assert "Modality" not in markdown  # every row is multi-modal: no group column
     with pytest.raises(SystemExit, match="give probe files, --baselines run files, or both"):
         main(["tables", "--out", str(tmp_path / "empty.csv")])

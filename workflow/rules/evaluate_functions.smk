@@ -35,16 +35,24 @@ if MULTIMODAL and MULTIMODAL_REFERENCE is not None and MULTIMODAL_REFERENCE not 
 def probed_sites(ablations=False, multimodal=False):
     """{experiment: sites} of every in-domain probe of the results table, the frozen baseline first (the table's
     first row); with `ablations`, those of the ablation table: the ablations, then the reference experiment; with
-    `multimodal`, those of the multimodal table (Table 10): the reference experiment, then the multimodal ones."""
+    `multimodal`, those of the multimodal table (Table 10): the reference experiment, then the multimodal ones. The
+    reference row of those two tables keeps the sites its rows ran on, so that every column and mean compares the
+    same sites."""
     if ablations:
         reference = [ABLATION_REFERENCE] if ABLATION_ROWS and ABLATION_REFERENCE not in (None, *ABLATIONS) else []
-        return {name: experiment_sites(name) for name in ABLATIONS + reference}
+        return {**{name: experiment_sites(name) for name in ABLATIONS}, **reference_sites(reference, ABLATION_ROWS)}
     if multimodal:
         reference = [MULTIMODAL_REFERENCE] if MULTIMODAL and MULTIMODAL_REFERENCE not in (None, *MULTIMODAL) else []
-        return {name: experiment_sites(name) for name in reference + MULTIMODAL}
+        return {**reference_sites(reference, MULTIMODAL), **{name: experiment_sites(name) for name in MULTIMODAL}}
     probed = {FROZEN["name"]: list(SITES)} if FROZEN["enabled"] else {}
     probed.update({name: experiment_sites(name) for name in EXPERIMENTS if name not in ABLATIONS + MULTIMODAL})
     return probed
+
+
+def reference_sites(reference, rows):
+    """{reference experiment: its sites that one of `rows` (experiments) also ran on}; {} without a reference."""
+    covered = {site for name in rows for site in experiment_sites(name)}
+    return {name: [site for site in experiment_sites(name) if site in covered] for name in reference}
 
 
 def _ood_runs():
@@ -163,6 +171,15 @@ class ProbeBatch(NamedTuple):
         return f"results/logs/evaluate/{self.site}/{self.name}_{self.experiments[0]}_seed{self.seeds[0]}.log"
 
 
+def all_probed_sites():
+    """{experiment: sites} over the results, ablation and multimodal tables (a reference experiment is in several)."""
+    probed = {}
+    for table in (probed_sites(), probed_sites(ablations=True), probed_sites(multimodal=True)):
+        for experiment, sites in table.items():
+            probed[experiment] = list(dict.fromkeys([*probed.get(experiment, []), *sites]))
+    return probed
+
+
 def probe_batches():
     """Every probe file, `evaluation.probes_per_job` of one site per batch (in-domain, pooled and OOD apart)."""
     size = EVALUATION["probes_per_job"]
@@ -170,9 +187,7 @@ def probe_batches():
     for site in SITES:
         # a pooled model's probes stay apart, so a site's target (results/sites/{site}.done) trains no pooled model
         in_domain, pooled = [], []
-        # the reference experiments are in two of them
-        probed = {**probed_sites(), **probed_sites(ablations=True), **probed_sites(multimodal=True)}
-        for experiment, sites in probed.items():
+        for experiment, sites in all_probed_sites().items():
             if site in sites:
                 runs = pooled if EXPERIMENTS.get(experiment, {}).get("pooled") else in_domain
                 runs += [(experiment, seed, None) for seed in probe_seeds(experiment, site)]
@@ -223,6 +238,13 @@ def ablation_order():
     """The ablation table's rows: the ablations in config order, the reference experiment last."""
     reference = [name for name in probed_sites(ablations=True) if name not in ABLATIONS]
     return " ".join(ABLATION_ROWS + reference)
+
+
+def ablation_not_run():
+    """The rows this run cannot fill (evaluation.ablation_not_run), listed before the reference row; none without
+    one, since they would have no place in Table 8's order."""
+    reference = [name for name in probed_sites(ablations=True) if name not in ABLATIONS]
+    return json.dumps(EVALUATION["ablation_not_run"] if reference else {}, sort_keys=True)
 
 
 def table_modalities():

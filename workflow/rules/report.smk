@@ -68,6 +68,7 @@ rule ablation_table:
     params:
         labels=table_labels(),
         order=ablation_order(),
+        not_run=ablation_not_run(),
     threads: 1
     resources:
         mem_mb=1000,
@@ -77,7 +78,7 @@ rule ablation_table:
         "../../envs/base.yaml"
     shell:
         "modaltune tables {input.probes:q} --baselines {input.runs:q} --order {params.order} --out {output.csv:q} "
-        "--labels {params.labels:q} > {log} 2>&1"
+        "--labels {params.labels:q} --not-run {params.not_run:q} > {log} 2>&1"
 
 
 # Paper Table 10: the reference experiment (ModalTune, WSI + RNA) and the experiments marked multimodal (ModalTune w/
