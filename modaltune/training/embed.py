@@ -1,8 +1,8 @@
 """Patient embeddings from a trained model: every patient of a site's split file, every task.
 
 The clinical vector (ModalTune w/ Clinical) is encoded with the model's own clinical encoder, fitted on its training
-patients. Genes are z-scored with the model's own statistics, or, for an out-of-distribution site, with statistics fitted on
-that site's training split (:func:`target_train_scaler`).
+patients. Genes are z-scored with the model's own statistics, or, for an out-of-distribution site, with statistics
+fitted on that site's training split (:func:`target_train_scaler`).
 
 Output (data contract): ``results/embeddings/{experiment}/{site}/seed{seed}.parquet`` with columns patient, split,
 task and embedding (list[float], the raw model output before normalisation, which the probes read). The tile cap is
