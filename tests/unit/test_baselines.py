@@ -8,18 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic_site import site_data, write_site
 
 from modaltune.baselines import BASELINES, create_baseline
 from modaltune.baselines.base import BaselineInputs, PatientInput
-from modaltune.baselines.data import BagCache, SiteData, SkipRun
+from modaltune.baselines.data import SkipRun
 from modaltune.baselines.survival import assign_bins, nll_survival_loss, risk_from_logits, survival_bins
 from modaltune.baselines.train import train_baseline
 from modaltune.config import ConfigError, schema, validate
-from modaltune.features import write_features, write_manifest
+from modaltune.features import write_features
 from modaltune.models.slide_encoder import SLIDE_ENCODERS
 from modaltune.training.bags import build_bag
-from modaltune.training.cli import site_files
-from modaltune.training.data import BagOptions, ExperimentData
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -197,23 +196,10 @@ def site(tmp_path_factory):
                      "event": int(rng.random() < 0.85)})
         omics.append({"patient": patient, **{g: float(rng.normal(5 + 1.5 * label * (k < 6)))
                                              for k, g in enumerate(genes)}})
-    for folder in ("cohort", "omics"):
-        (root / folder).mkdir()
-    pd.DataFrame(rows).to_parquet(root / "cohort" / "S1.parquet")
-    pd.DataFrame({"patient": [r["patient"] for r in rows], "seed": 0, "split": split_of}).to_parquet(
-        root / "cohort" / "S1_splits.parquet")
-    pd.DataFrame(omics).to_parquet(root / "omics" / "S1.parquet")
-    pd.DataFrame([(f"p{p}", genes[g]) for p, members in enumerate(PATHWAYS) for g in members],
-                 columns=["pathway", "gene"]).to_parquet(root / "omics" / "pathways.parquet")
-    write_manifest(sorted((root / "features" / "tiny").glob("*.h5")),
-                   root / "features" / "tiny" / "S1.manifest.parquet", "tiny")
+    pathways = pd.DataFrame([(f"p{p}", genes[g]) for p, members in enumerate(PATHWAYS) for g in members],
+                            columns=["pathway", "gene"])
+    write_site(root, "S1", rows, split_of, omics, pathways=pathways)
     return root
-
-
-def site_data(root, cache_mb=100):
-    files = site_files(root, "S1", 0, "tiny", None)
-    cohort = pd.read_parquet(files.cohort)
-    return SiteData(ExperimentData([files], 0, BagOptions(None)), cohort, BagCache(cache_mb))
 
 
 def section(name, **training):

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic_site import site_data, write_site
+from test_baselines import INPUTS, N_GENES, PATHWAYS, TILE_DIM
 
 from modaltune.baselines import BASELINES, create_baseline
 from modaltune.baselines.abmil import ABMIL
 from modaltune.baselines.base import BaselineInputs, PatientInput
-from modaltune.baselines.data import BagCache, SiteData
 from modaltune.baselines.fusion import ConcatFusion, KroneckerFusion
 from modaltune.baselines.gigapath_tuned import GigapathTuned
 from modaltune.baselines.late_fusion import LateFusion
@@ -18,18 +19,10 @@ from modaltune.baselines.pathway_omics import GeneMixer
 from modaltune.baselines.train import train_baseline
 from modaltune.baselines.transmil import TransMIL
 from modaltune.config import schema, validate
-from modaltune.features import write_features, write_manifest
-from modaltune.models.slide_encoder import SLIDE_ENCODERS
-from modaltune.training.cli import site_files
-from modaltune.training.data import BagOptions, ExperimentData
+from modaltune.features import write_features
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TILE_DIM = SLIDE_ENCODERS["tiny"].in_chans
-PATHWAYS = [[0, 1, 2], [2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
-N_GENES = 12
-INPUTS = BaselineInputs(feature_dim=TILE_DIM, n_genes=N_GENES, pathway_genes=PATHWAYS,
-                        slide_encoder={"name": "tiny", "weights": None, "checkpointing": False, "depth": 2})
 GENES = {"output_dim": 16, "latent_dim": 8, "depth": 1, "tokens": 4}
 ABMIL_SMALL = {"hidden_dim": 16, "attention_dim": 8}
 TRANSMIL_SMALL = {"dim": 16, "heads": 2, "landmarks": 8}
@@ -235,20 +228,12 @@ def xor_site(tmp_path_factory):
                      "time_months": float(rng.uniform(5, 50)), "event": int(rng.random() < 0.8)})
         if i != 1:
             omics.append({"patient": patient_id, **{g: float(rng.normal(1.5 * gene_sign)) for g in genes}})
-    for folder in ("cohort", "omics"):
-        (root / folder).mkdir()
-    pd.DataFrame(rows).to_parquet(root / "cohort" / "S1.parquet")
-    pd.DataFrame({"patient": [r["patient"] for r in rows], "seed": 0, "split": split_of}).to_parquet(
-        root / "cohort" / "S1_splits.parquet")
-    pd.DataFrame(omics).to_parquet(root / "omics" / "S1.parquet")
-    write_manifest(sorted((root / "features" / "tiny").glob("*.h5")),
-                   root / "features" / "tiny" / "S1.manifest.parquet", "tiny")
+    write_site(root, "S1", rows, split_of, omics)
     return root
 
 
 def xor_run(root, name, tmp_path):
-    files = site_files(root, "S1", 0, "tiny", None)
-    data = SiteData(ExperimentData([files], 0, BagOptions(None)), pd.read_parquet(files.cohort), BagCache(100))
+    data = site_data(root)
     image, genes = dict(ABMIL_SMALL, dropout=0.0), dict(GENES, dropout=0.0)  # dropout only slows this small task
     small = {"abmil": image, "gene_mixer": genes, "abmil_cat": dict(SMALL["abmil_cat"], image=image, genes=genes)}
     section = validate({"baselines": {

@@ -8,19 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic_site import site_data, write_site
 
 from modaltune.baselines.base import PatientInput
-from modaltune.baselines.data import BagCache, SiteData
 from modaltune.baselines.train import train_baseline
 from modaltune.baselines.transfer import embed_patients, load_weights
 from modaltune.config import validate
-from modaltune.features import write_features, write_manifest
+from modaltune.features import write_features
 from modaltune.models.slide_encoder import SLIDE_ENCODERS
 from modaltune.omics import GeneScaler
 from modaltune.training.bags import cap_indices
 from modaltune.training.checkpoint import save_tensors
-from modaltune.training.cli import site_files
-from modaltune.training.data import BagOptions, ExperimentData
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,8 +38,6 @@ def sites(tmp_path_factory):
     from its training patients' (a scaler fitted on the wrong patients gives other embeddings)."""
     root = tmp_path_factory.mktemp("results")
     rng = np.random.default_rng(1)
-    for folder in ("cohort", "omics"):
-        (root / folder).mkdir()
     split_of = ["train"] * 28 + ["val"] * 4 + ["test"] * 8
     for site, offset in (("S1", 0.0), ("S2", 10.0)):
         rows, omics = [], []
@@ -55,20 +51,10 @@ def sites(tmp_path_factory):
                          "time_months": float(np.exp(rng.normal(3 - 0.3 * label, 0.6))), "event": int(i % 3 != 0)})
             shift = offset + 5.0 * (split == "test") * (site == "S2")
             omics.append({"patient": patient, **{g: float(rng.normal(shift + label)) for g in GENES}})
-        pd.DataFrame(rows).to_parquet(root / "cohort" / f"{site}.parquet")
-        pd.DataFrame({"patient": [r["patient"] for r in rows], "seed": 0, "split": split_of}).to_parquet(
-            root / "cohort" / f"{site}_splits.parquet")
-        pd.DataFrame(omics).to_parquet(root / "omics" / f"{site}.parquet")
-        write_manifest(sorted((root / "features" / "tiny").glob(f"TCGA-{site}-*.h5")),
-                       root / "features" / "tiny" / f"{site}.manifest.parquet", "tiny")
+        write_site(root, site, rows, split_of, omics)
     pd.DataFrame([(f"p{p}", GENES[g]) for p, members in enumerate(PATHWAYS) for g in members],
                  columns=["pathway", "gene"]).to_parquet(root / "omics" / "pathways.parquet")
     return root
-
-
-def site_data(root, site):
-    files = site_files(root, site, 0, "tiny", None)
-    return SiteData(ExperimentData([files], 0, BagOptions(None)), pd.read_parquet(files.cohort), BagCache(100))
 
 
 def section():

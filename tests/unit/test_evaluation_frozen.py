@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic_site import write_site
 
 from modaltune.config import validate
 from modaltune.evaluation.frozen import embed_frozen, encoder_sha256, frozen_encoder
-from modaltune.features import write_features, write_manifest
+from modaltune.features import write_features
 from modaltune.models.modaltune import build_modaltune
 from modaltune.plots.tsne import joint_points
 from modaltune.report import collect_probes, results_table, write_tables
@@ -42,15 +43,8 @@ def site(tmp_path_factory):
         rows.append({"patient": patient, "subtype_class": i % 2, "slides": slides})
         if i != 6:
             omics.append({"patient": patient, "G0": float(rng.normal()), "G1": float(rng.normal())})
-    (root / "cohort").mkdir()
-    (root / "omics").mkdir()
-    pd.DataFrame(rows).to_parquet(root / "cohort" / "S1.parquet")
     splits = ["train", "train", "train", "val", "test", "test", "train", "test"]
-    pd.DataFrame({"patient": [r["patient"] for r in rows], "seed": 3, "split": splits}).to_parquet(
-        root / "cohort" / "S1_splits.parquet")
-    pd.DataFrame(omics).to_parquet(root / "omics" / "S1.parquet")
-    write_manifest(sorted((root / "features" / "tiny").glob("*.h5")), root / "features" / "tiny" / "S1.manifest.parquet",
-                   "tiny")
+    write_site(root, "S1", rows, splits, omics, seed=3)
     return root
 
 

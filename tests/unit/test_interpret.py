@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic_site import write_site
 from torch import nn
 
 from modaltune.evaluation.probes import SurvivalProbe
@@ -247,7 +248,7 @@ def site_run(tmp_path_factory):
     """A 15-patient site (one test patient without RNA), a model trained for one epoch, its embeddings and probe file."""
     from modaltune.config import validate
     from modaltune.evaluation.probes import evaluate_embeddings, patient_table
-    from modaltune.features import write_features, write_manifest
+    from modaltune.features import write_features
     from modaltune.training.cli import site_files
     from modaltune.training.data import BagOptions, ExperimentData
     from modaltune.training.embed import embed_site
@@ -272,17 +273,9 @@ def site_run(tmp_path_factory):
             omics.append({"patient": patient, **{g: float(rng.normal(5 + label)) for g in genes}})
         for task in ("general", "subtype", "survival"):
             text.append({"patient": patient, "task": task, "embedding": rng.normal(size=6).astype(np.float32).tolist()})
-    for folder in ("cohort", "omics", "text"):
-        (root / folder).mkdir()
-    pd.DataFrame(rows).to_parquet(root / "cohort" / "S1.parquet")
-    pd.DataFrame({"patient": [r["patient"] for r in rows], "seed": 0, "split": splits}).to_parquet(
-        root / "cohort" / "S1_splits.parquet")
-    pd.DataFrame(omics).to_parquet(root / "omics" / "S1.parquet")
-    pd.DataFrame({"pathway": ["p0", "p0", "p1", "p1", "p2", "p2", "p3"],
-                  "gene": ["G0", "G1", "G2", "G0", "G4", "G5", "G7"]}).to_parquet(root / "omics" / "pathways.parquet")
-    pd.DataFrame(text).to_parquet(root / "text" / "S1_seed0_minilm.parquet")
-    write_manifest(sorted((root / "features" / "tiny").glob("*.h5")), root / "features" / "tiny" / "S1.manifest.parquet",
-                   "tiny")
+    write_site(root, "S1", rows, splits, omics, text=text,
+               pathways=pd.DataFrame({"pathway": ["p0", "p0", "p1", "p1", "p2", "p2", "p3"],
+                                      "gene": ["G0", "G1", "G2", "G0", "G4", "G5", "G7"]}))
     config = validate({"model": {"omics": {"latent_dim": 8, "depth": 1, "tokens": 4}, "adapter": {"heads": 2}},
                        "slide_encoder": {"name": "tiny"},
                        "training": {"epochs": 1, "warmup_epochs": 0, "device": "cpu", "threads": 1}})

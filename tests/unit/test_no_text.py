@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from test_baselines import PATHWAYS, site, site_data  # noqa: F401  (site is a fixture)
+from synthetic_site import site_data
+from test_baselines import PATHWAYS, site  # noqa: F401  (site is a fixture)
 
 from modaltune.baselines.no_text import SupervisedModalTune, no_text_model
 from modaltune.baselines.survival import nll_survival_loss

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from synthetic_site import write_site
 
 from modaltune.config import validate
-from modaltune.features import read_features, write_features, write_manifest
+from modaltune.features import read_features, write_features
 from modaltune.io import read_parquet
 from modaltune.models.slide_encoder import SLIDE_ENCODERS
 from modaltune.training.bags import build_bag, cap_indices, place_slides
@@ -125,17 +126,7 @@ def cohort(tmp_path_factory):
             if split != "train":  # poisoned: any use of validation/test text would make the loss NaN
                 embedding = np.full(TEXT_DIM, np.nan)
             text.append({"patient": patient, "task": task, "embedding": embedding.astype(np.float32).tolist()})
-    (root / "cohort").mkdir()
-    (root / "omics").mkdir()
-    (root / "text").mkdir()
-    pd.DataFrame(rows).to_parquet(root / "cohort" / "S1.parquet")
-    pd.DataFrame({"patient": [r["patient"] for r in rows], "seed": 0, "split": split_of}).to_parquet(
-        root / "cohort" / "S1_splits.parquet")
-    pd.DataFrame(omics).to_parquet(root / "omics" / "S1.parquet")
-    pathways.to_parquet(root / "omics" / "pathways.parquet")
-    pd.DataFrame(text).to_parquet(root / "text" / "S1_seed0_minilm.parquet")
-    write_manifest(sorted((root / "features" / "tiny").glob("*.h5")), root / "features" / "tiny" / "S1.manifest.parquet",
-                   "tiny")
+    write_site(root, "S1", rows, split_of, omics, pathways=pathways, text=text)
     return root
 
 
