@@ -148,7 +148,7 @@ def _site_manifest(files: SiteFiles, patients: pd.DataFrame, manifest: pd.DataFr
 def _site_patients(files: SiteFiles, seed: int, with_rna_flag: bool = False,
                    clinical_fields: Sequence[str] = ()) -> pd.DataFrame:
     columns = ["patient", "subtype_class", "slides"] + (["has_rna"] if with_rna_flag else [])
-    absent = sorted(set(clinical_fields) - set(pq.read_schema(files.cohort).names))
+    absent = sorted(set(clinical_fields) - set(pq.read_schema(files.cohort).names)) if clinical_fields else []
     if absent:
         raise ValueError(f"{files.cohort}: no clinical column(s) {absent} (model.clinical.fields); rebuild the cohort "
                          f"table with this version (snakemake --forcerun cohort {files.cohort})")
