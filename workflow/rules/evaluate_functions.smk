@@ -20,16 +20,23 @@ if FIGURE_SEED not in SEEDS:
 ABLATIONS = [name for name, experiment in EXPERIMENTS.items() if experiment.get("ablation", False)]  # probed
 # Every row of the ablation table in config order: the probed ablations and the single-task ones (No Text Embedding).
 ABLATION_ROWS = [name for name in EXPERIMENT_SITES if config["experiments"][name].get("ablation", False)]
-ABLATION_REFERENCE = EVALUATION["ablation_reference"]
-if ABLATION_ROWS and ABLATION_REFERENCE is not None and ABLATION_REFERENCE not in EXPERIMENTS:
-    raise WorkflowError(f"evaluation.ablation_reference '{ABLATION_REFERENCE}' is not an experiment "
-                        f"({list(EXPERIMENTS)}); name the ModalTune experiment or set it to null")
-
 MULTIMODAL = [name for name, experiment in EXPERIMENTS.items() if experiment.get("multimodal", False)]
-MULTIMODAL_REFERENCE = EVALUATION["multimodal_reference"]
-if MULTIMODAL and MULTIMODAL_REFERENCE is not None and MULTIMODAL_REFERENCE not in EXPERIMENTS:
-    raise WorkflowError(f"evaluation.multimodal_reference '{MULTIMODAL_REFERENCE}' is not an experiment "
-                        f"({list(EXPERIMENTS)}); name the ModalTune experiment or set it to null")
+
+
+def table_reference(key, rows):
+    """The reference row of a table of `rows` (evaluation.<key>) as a list: empty without rows, without a reference
+    or when it is one of the rows; stops the plan when it names no experiment."""
+    reference = EVALUATION[key]
+    if not rows or reference is None:
+        return []
+    if reference not in EXPERIMENTS:
+        raise WorkflowError(f"evaluation.{key} '{reference}' is not an experiment ({list(EXPERIMENTS)}); name the "
+                            "ModalTune experiment or set it to null")
+    return [] if reference in rows else [reference]
+
+
+ABLATION_REFERENCE = table_reference("ablation_reference", ABLATION_ROWS)
+MULTIMODAL_REFERENCE = table_reference("multimodal_reference", MULTIMODAL)
 
 
 def probed_sites(ablations=False, multimodal=False):
@@ -39,18 +46,19 @@ def probed_sites(ablations=False, multimodal=False):
     reference row of those two tables keeps the sites its rows ran on, so that every column and mean compares the
     same sites."""
     if ablations:
-        reference = [ABLATION_REFERENCE] if ABLATION_ROWS and ABLATION_REFERENCE not in (None, *ABLATIONS) else []
-        return {**{name: experiment_sites(name) for name in ABLATIONS}, **reference_sites(reference, ABLATION_ROWS)}
+        return {**{name: experiment_sites(name) for name in ABLATIONS},
+                **reference_sites(ABLATION_REFERENCE, ABLATION_ROWS)}
     if multimodal:
-        reference = [MULTIMODAL_REFERENCE] if MULTIMODAL and MULTIMODAL_REFERENCE not in (None, *MULTIMODAL) else []
-        return {**reference_sites(reference, MULTIMODAL), **{name: experiment_sites(name) for name in MULTIMODAL}}
+        return {**reference_sites(MULTIMODAL_REFERENCE, MULTIMODAL),
+                **{name: experiment_sites(name) for name in MULTIMODAL}}
     probed = {FROZEN["name"]: list(SITES)} if FROZEN["enabled"] else {}
     probed.update({name: experiment_sites(name) for name in EXPERIMENTS if name not in ABLATIONS + MULTIMODAL})
     return probed
 
 
 def reference_sites(reference, rows):
-    """{reference experiment: its sites that one of `rows` (experiments) also ran on}; {} without a reference."""
+    """{reference experiment: its sites that one of `rows` (experiments) also ran on} for the `reference` list of
+    :func:`table_reference` ({} when it is empty)."""
     covered = {site for name in rows for site in experiment_sites(name)}
     return {name: [site for site in experiment_sites(name) if site in covered] for name in reference}
 
@@ -236,15 +244,13 @@ def table_labels():
 
 def ablation_order():
     """The ablation table's rows: the ablations in config order, the reference experiment last."""
-    reference = [name for name in probed_sites(ablations=True) if name not in ABLATIONS]
-    return " ".join(ABLATION_ROWS + reference)
+    return " ".join(ABLATION_ROWS + ABLATION_REFERENCE)
 
 
 def ablation_not_run():
     """The rows this run cannot fill (evaluation.ablation_not_run), listed before the reference row; none without
     one, since they would have no place in Table 8's order."""
-    reference = [name for name in probed_sites(ablations=True) if name not in ABLATIONS]
-    return json.dumps(EVALUATION["ablation_not_run"] if reference else {}, sort_keys=True)
+    return json.dumps(EVALUATION["ablation_not_run"] if ABLATION_REFERENCE else {}, sort_keys=True)
 
 
 def table_modalities():
