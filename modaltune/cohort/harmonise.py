@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from modaltune.cohort.readers import RECEPTOR_FIELDS, THERAPY_FIELDS, patient_id
+from modaltune.cohort.readers import RECEPTOR_FIELDS, THERAPY_FIELDS, patient_id, yes_if_any
 from modaltune.cohort.subtypes import SubtypeGroup, assign_subtype, normalise_diagnosis
 
 DAYS_PER_MONTH = 30.44
@@ -192,9 +192,9 @@ def _collapse(records: pd.DataFrame, report: HarmoniseReport) -> pd.DataFrame:
     table = by_patient[["diagnosis", *_FIRST_VALUE_FIELDS]].first()  # first non-missing value
     table["event"] = by_patient["event"].max()
     for name in THERAPY_FIELDS:
-        yes = records[name].eq("yes").groupby(records["patient"]).any().reindex(table.index)
-        no = records[name].eq("no").groupby(records["patient"]).any().reindex(table.index)
-        table[name] = pd.Series(np.select([yes, no], ["yes", "no"], default=None), index=table.index)
+        said = {answer: records[name].eq(answer).groupby(records["patient"]).any().reindex(table.index)
+                for answer in ("yes", "no")}
+        table[name] = yes_if_any(said["yes"], said["no"])
     table["months_to_death"] = by_patient["months_to_death"].min()
     table["months_to_follow_up"] = by_patient["months_to_follow_up"].max()
     table["project"] = table["project"].fillna("")

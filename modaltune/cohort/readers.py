@@ -181,16 +181,20 @@ def _words(column: pd.Series | None, mapping: dict[str, str]) -> pd.Series | Non
     return None if column is None else column.str.lower().map(mapping).replace({np.nan: None})
 
 
+def yes_if_any(said_yes: pd.Series, said_no: pd.Series) -> pd.Series:
+    """The therapy rule over several answers: "yes" where any says yes, else "no" where any says no, else missing
+    (flags per row or per patient, aligned)."""
+    return pd.Series(np.select([said_yes, said_no], ["yes", "no"], default=None), index=said_yes.index).replace(
+        {np.nan: None})
+
+
 def _any_yes(frame: pd.DataFrame, columns: list[str]) -> pd.Series | None:
-    """Per row: "yes" if any present column says yes, else "no" if any says no, else missing."""
+    """Per row: the therapy rule (:func:`yes_if_any`) over the present columns; None when none is present."""
     present = [_words(frame[name], YES_NO) for name in columns if name in frame]
     if not present:
         return None
     answers = pd.concat(present, axis=1)
-    return pd.Series(
-        np.select([answers.eq("yes").any(axis=1), answers.eq("no").any(axis=1)], ["yes", "no"], default=None),
-        index=frame.index,
-    ).replace({np.nan: None})
+    return yes_if_any(answers.eq("yes").any(axis=1), answers.eq("no").any(axis=1))
 
 
 def _table_fields(frame: pd.DataFrame, fmt: str) -> dict[str, pd.Series | None]:
